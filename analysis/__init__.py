@@ -1,0 +1,1 @@
+"""From MLflow runs to tables, figures and reports."""

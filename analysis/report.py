@@ -1,0 +1,44 @@
+"""``study report``: tables (CSV + markdown) and figures for one study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from . import figures, tables
+from .results import load_runs, varying_params
+
+
+def write_report(tracking_uri: str, study: str, out: str | Path) -> list[Path]:
+    runs = load_runs(tracking_uri, study)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    by = varying_params(runs)
+    summary = tables.summary(runs, by)
+    pretty = tables.mean_pm_std(summary)
+    written = []
+
+    csv = out / "summary.csv"
+    flat = summary.copy()
+    flat.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
+    flat.to_csv(csv)
+    runs.to_csv(out / "runs.csv", index=False)
+    written += [csv, out / "runs.csv"]
+
+    markdown = out / "summary.md"
+    n_seeds = runs["params.seed"].nunique() if "params.seed" in runs else 1
+    markdown.write_text(
+        f"# Study `{study}`\n\n{len(runs)} finished trials; mean ± std over {n_seeds} seed(s), "
+        f"grouped by {', '.join(by) or 'nothing'}.\n\n" + tables.to_markdown(pretty)
+    )
+    written.append(markdown)
+
+    info = figures.bar_info(summary)
+    if info.metrics:
+        figure = figures.plot_bars(info, title=study)
+        png = out / "scores.png"
+        figure.savefig(png, dpi=120)
+        plt.close(figure)
+        written.append(png)
+    return written

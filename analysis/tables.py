@@ -1,0 +1,66 @@
+"""Pure tables: DataFrame in, DataFrame out."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from trainables.metrics import higher_is_better
+
+from .results import final_metric_columns, varying_params
+
+
+def summary(runs: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+    """Mean, std and count of every final metric, grouped by the swept params (over seeds).
+
+    Returns a frame indexed by the group with a column MultiIndex (metric, stat).
+    """
+    by = varying_params(runs) if by is None else by
+    metrics = final_metric_columns(runs)
+    columns = {f"metrics.{m}": m for m in metrics}
+    frame = runs[[f"params.{b}" for b in by] + list(columns)].rename(
+        columns={**columns, **{f"params.{b}": b for b in by}}
+    )
+    if not by:
+        frame = frame.assign(study="all")
+        by = ["study"]
+    table = frame.groupby(by, sort=True)[metrics].agg(["mean", "std", "count"])
+    return table
+
+
+def mean_pm_std(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """``mean ± std`` strings per metric (std over seeds; '-' when a group has one run)."""
+    out = pd.DataFrame(index=table.index)
+    for metric in table.columns.get_level_values(0).unique():
+        mean, std = table[(metric, "mean")], table[(metric, "std")]
+        out[metric] = [
+            "-"
+            if pd.isna(m)
+            else f"{m:.{digits}f} ± {s:.{digits}f}"
+            if pd.notna(s)
+            else f"{m:.{digits}f}"
+            for m, s in zip(mean, std, strict=True)
+        ]
+    return out
+
+
+def best_runs(
+    runs: pd.DataFrame, metric: str, mode: str | None = None, top: int = 5
+) -> pd.DataFrame:
+    column = f"metrics.{metric}"
+    if column not in runs.columns or runs[column].isna().all():
+        known = final_metric_columns(runs)
+        raise KeyError(f"metric {metric!r} not logged in this study; logged: {known}")
+    if mode is None:
+        mode = "min" if higher_is_better(metric) is False or metric.startswith("rmse") else "max"
+    ranked = runs.dropna(subset=[column]).sort_values(column, ascending=(mode == "min"))
+    return ranked.head(top)
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table of a frame (index included)."""
+    frame = frame.reset_index()
+    header = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Study orchestration: specs, Ray Tune launch, MLflow tracking and the ``study`` CLI."""

@@ -1,0 +1,169 @@
+"""The ``study`` command: run | best | report | list. Bad input exits 2 with one line on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .spec import SpecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+errors = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _user_errors():
+    # Imported lazily: `study --help` should not pay for torch / mlflow imports.
+    from analysis.results import ResultsError
+    from trainables.data import DataError
+
+    return (SpecError, DataError, ResultsError, KeyError)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Study YAML, e.g. configs/quickstart.yaml")],
+    name: Annotated[str | None, typer.Option(help="Study name (default: the YAML's name)")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
+    storage: Annotated[Path, typer.Option(help="Ray results / checkpoints")] = Path("ray_results"),
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default local)")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray")] = None,
+    resume: Annotated[bool, typer.Option(help="Resume the latest launch of this study")] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a key: fixed.epochs=2")
+    ] = None,
+) -> None:
+    """Run a study: validate the YAML, then one Ray Tune trial per grid point, tracked in MLflow."""
+    from trainables.data import DataError
+
+    from . import tracking
+    from .spec import load_spec
+
+    overrides = list(set_ or [])
+    if name:
+        overrides.append(f"name={name}")
+    try:
+        spec = load_spec(config, overrides)
+    except SpecError as err:
+        _fail(str(err))
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    console.print(
+        f"study [bold]{spec.name}[/]: family {spec.family}, {spec.n_trials} trials, tracking {uri}"
+    )
+    from .launch import run_study
+
+    try:
+        result = run_study(
+            spec,
+            config_text=config.read_text(),
+            tracking_uri=uri,
+            storage=storage,
+            address=address,
+            num_cpus=num_cpus,
+            resume=resume,
+        )
+    except (SpecError, DataError) as err:
+        _fail(str(err))
+    console.print(
+        f"done: {result.n_trials} trials, {result.n_errors} errors; Ray results in "
+        f"{result.experiment_path}; MLflow parent run {result.parent_run_id} in {uri}"
+    )
+    if result.n_errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def best(
+    study: Annotated[str, typer.Option(help="Study name (= MLflow experiment)")],
+    metric: Annotated[str, typer.Option(help="Final metric, e.g. mig")],
+    mode: Annotated[str | None, typer.Option(help="max or min (default: the metric's)")] = None,
+    top: Annotated[int, typer.Option(help="How many runs")] = 5,
+    tracking_uri: Annotated[str | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """The best trials of a study by a final metric, with their swept params."""
+    from analysis.results import load_runs, varying_params
+    from analysis.tables import best_runs
+
+    from . import tracking
+
+    if mode not in (None, "max", "min"):
+        _fail(f"--mode must be 'max' or 'min', got {mode!r}")
+    try:
+        runs = load_runs(tracking.resolve_tracking_uri(tracking_uri), study)
+        ranked = best_runs(runs, metric, mode, top)
+    except _user_errors() as err:
+        _fail(str(err).strip("'\""))
+    params = varying_params(runs, exclude=()) or ["seed"]
+    rows = [
+        {
+            "run_id": row["run_id"],
+            "trial_id": row.get("tags.trial_id"),
+            metric: float(row[f"metrics.{metric}"]),
+            "params": {p: row.get(f"params.{p}") for p in params},
+        }
+        for _, row in ranked.iterrows()
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{study}: best by {metric}")
+    for column in ["run_id", *params, metric]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["run_id"][:12], *map(str, row["params"].values()), f"{row[metric]:.4f}")
+    console.print(table)
+
+
+@app.command()
+def report(
+    study: Annotated[str, typer.Option(help="Study name (= MLflow experiment)")],
+    out: Annotated[Path, typer.Option(help="Output folder")] = Path("report"),
+    tracking_uri: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Mean ± std tables (CSV, markdown) and a bar chart of a study's final metrics."""
+    from analysis.report import write_report
+
+    from . import tracking
+
+    try:
+        written = write_report(tracking.resolve_tracking_uri(tracking_uri), study, out)
+    except _user_errors() as err:
+        _fail(str(err))
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+@app.command(name="list")
+def list_registries() -> None:
+    """Registered model families, datasets and metrics."""
+    from trainables import FAMILIES
+    from trainables.data import DATASETS
+    from trainables.metrics import METRICS
+
+    console.print("families: " + ", ".join(f"{k} ({v.description})" for k, v in FAMILIES.items()))
+    console.print("datasets: " + ", ".join(sorted(DATASETS)))
+    console.print("metrics:  " + ", ".join(sorted(METRICS)))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        errors.print("interrupted; resume with `study run CONFIG --resume`")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Study specification: YAML -> a validated ``StudySpec``, with one clear line per bad key.
+
+Everything that can be checked without Ray is checked here, before Ray starts or MLflow is written:
+unknown keys, wrong types, unknown family / metric / dataset factor, empty sweeps, and every sweep value
+against the family's own Config.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainables import FAMILIES, DatasetConfig
+from trainables.metrics import METRICS
+
+
+class SpecError(ValueError):
+    """A bad study spec; ``str(err)`` is one line naming the file and key."""
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: float = Field(default=1.0, gt=0)
+    gpu: float = Field(default=0.0, ge=0)
+    """Fractional values share a GPU between small trials."""
+
+
+class StudySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    family: str
+    description: str = ""
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    """Family parameters shared by every trial."""
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+    """Grid axes: every combination becomes one trial."""
+    metrics: list[str] | None = None
+    resources: Resources = Field(default_factory=Resources)
+    max_concurrent_trials: int | None = Field(default=None, gt=0)
+    max_failures: int = Field(default=2, ge=0)
+    """Retries of a failed trial, each from its last checkpoint."""
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        if value not in FAMILIES:
+            raise ValueError(f"unknown family {value!r}; known: {sorted(FAMILIES)}")
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r}; known: {sorted(METRICS)}")
+        return value
+
+    @field_validator("sweep")
+    @classmethod
+    def _non_empty_axes(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for axis, values in value.items():
+            if not values:
+                raise ValueError(f"sweep axis {axis!r} is empty")
+        return value
+
+    @property
+    def base_params(self) -> dict[str, Any]:
+        params = dict(self.fixed)
+        if self.metrics is not None:
+            params["metrics"] = list(self.metrics)
+        return params
+
+    @property
+    def n_trials(self) -> int:
+        return math.prod(len(v) for v in self.sweep.values())
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every trial's family parameters, in Tune's grid order (last axis fastest)."""
+        axes = list(self.sweep)
+        return [
+            {**self.base_params, **dict(zip(axes, combo, strict=True))}
+            for combo in itertools.product(*(self.sweep[a] for a in axes))
+        ]
+
+    def family_configs(self) -> list[Any]:
+        config = FAMILIES[self.family].Config
+        return [config(**params) for params in self.grid()]
+
+
+def _format_error(source: str, err: ValidationError, prefix: str = "") -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
+    message = first["msg"].removeprefix("Value error, ")
+    got = first.get("input")
+    shown = f" (got {got!r})" if first["type"] != "missing" and not isinstance(got, dict) else ""
+    return f"{source}: {loc or 'spec'}: {message}{shown}"
+
+
+def _check_family_params(spec: StudySpec, source: str) -> None:
+    """Validate fixed params and each sweep value against the family Config, one axis at a time."""
+    config = FAMILIES[spec.family].Config
+    fields = set(config.model_fields)
+    for section, keys in (("fixed", spec.fixed), ("sweep", spec.sweep)):
+        for key in keys:
+            if key not in fields:
+                raise SpecError(
+                    f"{source}: {section}.{key}: not a parameter of family {spec.family!r}; "
+                    f"known: {sorted(fields)}"
+                )
+    try:
+        config(**spec.base_params)
+    except ValidationError as err:
+        raise SpecError(_format_error(source, err, "fixed")) from None
+    for axis, values in spec.sweep.items():
+        for value in values:
+            try:
+                config(**{**spec.base_params, axis: value})
+            except ValidationError as err:
+                raise SpecError(_format_error(source, err, "sweep")) from None
+    try:
+        spec.family_configs()  # cross-field rules (e.g. task_index < n_tasks) over the grid
+    except ValidationError as err:
+        raise SpecError(_format_error(source, err, "sweep")) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
+    """``--set fixed.epochs=2``: the YAML gives defaults, each override replaces one key."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. fixed.epochs=2")
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SpecError(f"{source}: --set {key}: {part!r} is not a mapping")
+        node[parts[-1]] = yaml.safe_load(text)
+    return raw
+
+
+def parse_spec(raw: Any, source: str = "<spec>") -> StudySpec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: expected a mapping of study settings at the top level")
+    try:
+        spec = StudySpec(**raw)
+    except ValidationError as err:
+        raise SpecError(_format_error(source, err)) from None
+    _check_family_params(spec, source)
+    return spec
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> StudySpec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: study config not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}:{where} invalid YAML ({getattr(err, 'problem', err)})") from None
+    if isinstance(raw, dict):
+        raw = apply_overrides(raw, overrides or [], str(path))
+    return parse_spec(raw, str(path))

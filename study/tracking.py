@@ -1,0 +1,146 @@
+"""MLflow tracking: one experiment per study, one parent run per launch, one child run per trial.
+
+Trials log from their own process (so any node can reach a tracking server), in one ``log_batch`` call
+per report. A child run is found again by its ``trial_id`` tag when a trial retries or a study resumes,
+so a trial never owns two runs. The driver closes runs a scheduler stopped or an error killed, which
+trial processes cannot do themselves (DESIGN section 8).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+DEFAULT_STORE = "mlruns.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+ROLE_TAG = "role"
+
+
+def default_tracking_uri(directory: str | Path | None = None) -> str:
+    """Embedded default: a SQLite file in the working directory."""
+    return f"sqlite:///{(Path(directory or Path.cwd()) / DEFAULT_STORE).resolve()}"
+
+
+def resolve_tracking_uri(cli_uri: str | None = None) -> str:
+    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the local SQLite store."""
+    return cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def _artifact_location(uri: str, study: str) -> str | None:
+    # Local SQLite stores keep artifacts in a sibling folder; a server decides its own location.
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / DEFAULT_ARTIFACTS / study).as_uri()
+    return None
+
+
+def get_or_create_experiment(client: MlflowClient, study: str, uri: str) -> str:
+    experiment = client.get_experiment_by_name(study)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(study, artifact_location=_artifact_location(uri, study))
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dicts -> ``{"a.b": "value"}`` strings, as MLflow params."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+@dataclass(frozen=True)
+class TrackingInfo:
+    """What a trial needs to log: passed to trials with the data (env vars set later don't reach)."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+    study: str
+    family: str
+    dataset: dict[str, Any]
+
+
+def start_parent_run(
+    uri: str, study: str, family: str, config_text: str, extra_tags: dict[str, str]
+) -> tuple[str, str]:
+    """Create the launch's parent run; returns (experiment_id, run_id)."""
+    client = MlflowClient(uri)
+    experiment_id = get_or_create_experiment(client, study, uri)
+    run = client.create_run(
+        experiment_id,
+        run_name=f"launch-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={ROLE_TAG: "launch", "study": study, "family": family, **extra_tags},
+    )
+    client.log_text(run.info.run_id, config_text, "config.yaml")
+    return experiment_id, run.info.run_id
+
+
+def end_run(uri: str, run_id: str, status: str) -> None:
+    MlflowClient(uri).set_terminated(run_id, status)
+
+
+def find_trial_run(client: MlflowClient, experiment_id: str, trial_id: str) -> Any | None:
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.trial_id = '{trial_id}'", max_results=1
+    )
+    return runs[0] if runs else None
+
+
+class TrialRun:
+    """The child run of one trial, created or found again by trial id (worker side)."""
+
+    def __init__(self, info: TrackingInfo, trial_id: str, trial_name: str, params: dict[str, Any]):
+        self.client = MlflowClient(info.uri)
+        existing = find_trial_run(self.client, info.experiment_id, trial_id)
+        if existing is not None:
+            self.run_id = existing.info.run_id
+            if existing.info.status != "RUNNING":
+                self.client.update_run(self.run_id, "RUNNING")
+            return
+        tags = {
+            ROLE_TAG: "trial",
+            "mlflow.parentRunId": info.parent_run_id,
+            "study": info.study,
+            "family": info.family,
+            "dataset": str(info.dataset.get("name", "")),
+            "trial_id": trial_id,
+        }
+        for key in ("variant", "seed"):
+            if key in params:
+                tags[key] = str(params[key])
+        run = self.client.create_run(info.experiment_id, run_name=trial_name, tags=tags)
+        self.run_id = run.info.run_id
+        flat = {**flatten(params), **flatten(info.dataset, "dataset.")}
+        self.client.log_batch(self.run_id, params=[Param(k, v[:6000]) for k, v in flat.items()])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for start in range(0, len(batch), 1000):  # MLflow's per-call limit
+            self.client.log_batch(self.run_id, metrics=batch[start : start + 1000])
+
+    def finish(self, artifact_dir: Path | None) -> None:
+        if artifact_dir is not None and any(Path(artifact_dir).iterdir()):
+            self.client.log_artifacts(self.run_id, str(artifact_dir))
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+
+def close_trial_run(info: TrackingInfo, trial_id: str, status: str, reason: str = "") -> None:
+    """Driver side: end a trial's run left RUNNING (stopped early, errored, killed)."""
+    client = MlflowClient(info.uri)
+    run = find_trial_run(client, info.experiment_id, trial_id)
+    if run is None or run.info.status != "RUNNING":
+        return
+    if reason:
+        client.log_batch(run.info.run_id, tags=[RunTag("end_reason", reason)])
+    client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.from_string(status)))

@@ -1,0 +1,109 @@
+"""A real two-trial study: `study run` on a local Ray into the default MLflow SQLite store, then
+`study best`, `study report`, and a `--resume` that must not duplicate any run."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
+SHRINK = [
+    "dataset.subset={scale: [0, 5], orientation: 0, posX: '0:32:8', posY: '0:32:8'}",
+    "fixed.epochs=2",
+    "fixed.n_tasks=2",
+    "fixed.metric_train_points=200",
+    "fixed.metric_test_points=100",
+    "sweep={variant: [multi_head, random], seed: [0]}",
+    "name=e2e",
+]
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def _study(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "study.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory) -> Path:
+    cwd = tmp_path_factory.mktemp("study")
+    args = ["run", str(QUICKSTART), "--num-cpus", "2"]
+    for item in SHRINK:
+        args += ["--set", item]
+    _study(cwd, *args)
+    return cwd
+
+
+@pytest.fixture(scope="module")
+def client(study_dir) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{study_dir / 'mlruns.db'}")
+
+
+def _runs(client, role):
+    experiment = client.get_experiment_by_name("e2e")
+    return client.search_runs([experiment.experiment_id], filter_string=f"tags.role = '{role}'")
+
+
+def test_one_parent_and_one_finished_child_per_trial(client):
+    parents = _runs(client, "launch")
+    children = _runs(client, "trial")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 2
+    assert {c.data.tags["variant"] for c in children} == {"multi_head", "random"}
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert child.data.tags["study"] == "e2e" and child.data.tags["family"] == "multitask"
+        assert (
+            child.data.params["epochs"] == "2" and child.data.params["dataset.name"] == "dsprites"
+        )
+        for key in ("mig", "dci_disentanglement", "dci_completeness", "rmse", "rmse_task_1"):
+            assert math.isfinite(child.data.metrics[key]), key
+        history = client.get_metric_history(child.info.run_id, "train/loss")
+        assert sorted(m.step for m in history) == [1, 2]
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert "codes.npz" in artifacts
+
+
+def test_best_json_ranks_by_metric(study_dir, client):
+    out = _study(study_dir, "best", "--study", "e2e", "--metric", "mig", "--json").stdout
+    rows = json.loads(out)
+    assert len(rows) == 2 and rows[0]["mig"] >= rows[1]["mig"]
+    assert set(rows[0]["params"]) == {"variant"}
+    values = {c.info.run_id: c.data.metrics["mig"] for c in _runs(client, "trial")}
+    assert rows[0]["mig"] == pytest.approx(max(values.values()))
+
+
+def test_report_writes_tables_and_figure(study_dir):
+    _study(study_dir, "report", "--study", "e2e", "--out", "report")
+    report = study_dir / "report"
+    markdown = (report / "summary.md").read_text()
+    assert "| multi_head |" in markdown and "| random |" in markdown and "mig" in markdown
+    assert (report / "scores.png").stat().st_size > 1000
+    header = (report / "summary.csv").read_text().splitlines()[0]
+    assert "mig_mean" in header and "mig_std" in header
+
+
+def test_resume_reuses_runs(study_dir, client):
+    before = {c.data.tags["trial_id"]: c.info.run_id for c in _runs(client, "trial")}
+    args = ["run", str(QUICKSTART), "--num-cpus", "2", "--resume"]
+    for item in SHRINK:
+        args += ["--set", item]
+    _study(study_dir, *args)
+    after = {c.data.tags["trial_id"]: c.info.run_id for c in _runs(client, "trial")}
+    assert after == before  # no second run for any trial
+    assert len(_runs(client, "launch")) == 2

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from trainables import FAMILIES, DatasetConfig, LocalContext, get_family
+from trainables.multitask import MultiTaskConfig, MultiTaskNet
+
+TINY_VIEW = DatasetConfig(
+    subset={"scale": [0, 5], "orientation": 0, "posX": "0:32:8", "posY": "0:32:8"}
+)  # 3 x 2 x 4 x 4 = 96 images
+
+
+def _config(**overrides):
+    params = dict(
+        epochs=1, n_tasks=3, batch_size=32, metric_train_points=200, metric_test_points=100
+    )
+    return MultiTaskConfig(**{**params, **overrides})
+
+
+@pytest.fixture(scope="module")
+def data():
+    return get_family("multitask").prepare_data(TINY_VIEW, [_config(n_tasks=4)])
+
+
+def test_prepare_data_shapes_and_split(data):
+    assert data["images"].shape == (96, 1, 64, 64) and data["images"].dtype == np.uint8
+    assert data["factor_names"] == ["shape", "scale", "posX", "posY"]
+    assert data["targets"][0].shape == (96, 4)
+    parts = np.concatenate([data["train"], data["val"], data["test"]])
+    assert sorted(parts.tolist()) == list(range(96))
+    assert len(data["train"]) == 72 and len(data["val"]) == 12
+
+
+@pytest.mark.parametrize("variant", ["multi_head", "one_head", "single_task", "random"])
+def test_one_epoch_reports_and_scores(variant, data, tmp_path):
+    torch.set_num_threads(1)
+    ctx = LocalContext(tmp_path)
+    final = get_family("multitask").fit(_config(variant=variant, task_index=1), data, ctx)
+    assert ctx.reports[0]["epoch"] == 1 and math.isfinite(ctx.reports[0]["train/loss"])
+    for key in ("rmse", "mig", "dci_disentanglement", "dci_completeness", "dci_informativeness"):
+        assert math.isfinite(final[key]), key
+    tasks = [k for k in final if k.startswith("rmse_task_")]
+    assert tasks == (
+        ["rmse_task_1"]
+        if variant == "single_task"
+        else ["rmse_task_0", "rmse_task_1", "rmse_task_2"]
+    )
+    assert (tmp_path / "artifacts" / "codes.npz").exists()
+
+
+def test_random_variant_keeps_encoder_untrained(data, tmp_path):
+    cfg = _config(variant="random")
+    torch.manual_seed(cfg.seed)
+    initial = MultiTaskNet(cfg, 1).encoder.state_dict()
+    ctx = LocalContext(tmp_path)
+    get_family("multitask").fit(cfg, data, ctx)
+    trained = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]
+    for name, tensor in initial.items():
+        assert torch.equal(trained[f"encoder.{name}"], tensor)
+    assert any(
+        not torch.equal(trained[k], v)
+        for k, v in MultiTaskNet(cfg, 1).state_dict().items()
+        if k.startswith("heads")
+    )
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(data, tmp_path):
+    torch.set_num_threads(1)
+    fit = get_family("multitask").fit
+    straight = fit(_config(epochs=2), data, LocalContext(tmp_path / "a"))
+    interrupted = LocalContext(tmp_path / "b")
+    fit(_config(epochs=1), data, interrupted)  # the "killed" trial's first epoch
+    resumed = LocalContext(tmp_path / "b")
+    final = fit(_config(epochs=2), data, resumed)
+    assert [r["epoch"] for r in resumed.reports] == [2, 2]  # epoch 2, then the final result
+    assert final["rmse"] == straight["rmse"] and final["mig"] == straight["mig"]
+
+
+def test_same_seed_same_numbers_different_seed_differs(data, tmp_path):
+    torch.set_num_threads(1)
+    fit = get_family("multitask").fit
+    a = fit(_config(), data, LocalContext(tmp_path / "a"))
+    b = fit(_config(), data, LocalContext(tmp_path / "b"))
+    c = fit(_config(seed=1), data, LocalContext(tmp_path / "c"))
+
+    def values(result):
+        return {k: v for k, v in result.items() if not k.startswith("metric_seconds_")}
+
+    assert values(a) == values(b)
+    assert a["rmse"] != c["rmse"]
+
+
+def test_config_rejects_bad_task_index():
+    with pytest.raises(ValueError, match="task_index"):
+        MultiTaskConfig(n_tasks=2, task_index=2)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_family_config_has_defaults_and_forbids_unknown_keys(name):
+    family = FAMILIES[name]
+    family.Config()
+    with pytest.raises(ValueError):
+        family.Config(not_a_key=1)
