@@ -109,6 +109,23 @@ def _rmse(model: MultiTaskNet, images, targets, index: np.ndarray, batch: int) -
     return torch.sqrt(squared / max(len(index), 1)).cpu().numpy()
 
 
+def get_batch(
+    images: torch.Tensor, targets: torch.Tensor, rows: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The data path: index uint8 images on their device, then convert (no host copies)."""
+    index = torch.as_tensor(rows, device=images.device)
+    return images[index].float().div_(255.0), targets[index]  # (B, C, 64, 64), (B, tasks)
+
+
+def train_step(model: MultiTaskNet, optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
+    # Sum over tasks of per-task MSE (Appendix C).
+    loss = ((model(x) - y) ** 2).mean(dim=0).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def fit(cfg: MultiTaskConfig, data: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
     """Train, report each epoch (with a checkpoint), then score the representation."""
     device = resolve_device(cfg.device)
@@ -143,15 +160,9 @@ def fit(cfg: MultiTaskConfig, data: dict[str, Any], ctx: TrialContext) -> dict[s
         order = train[torch.randperm(len(train), generator=shuffle).numpy()]
         total, seen = 0.0, 0
         for start in range(0, len(order), cfg.batch_size):
-            rows = torch.as_tensor(order[start : start + cfg.batch_size], device=device)
-            predictions = model(images[rows].float().div_(255.0))  # (B, tasks)
-            # Sum over tasks of per-task MSE (Appendix C).
-            loss = ((predictions - targets[rows]) ** 2).mean(dim=0).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(rows)
-            seen += len(rows)
+            x, y = get_batch(images, targets, order[start : start + cfg.batch_size])
+            total += train_step(model, optimizer, x, y) * len(x)
+            seen += len(x)
         val_rmse = _rmse(model, images, targets, val, 1024)
         metrics = {
             "epoch": epoch + 1,
