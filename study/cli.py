@@ -145,6 +145,49 @@ def report(
         console.print(f"wrote {path}")
 
 
+@app.command()
+def score(
+    file: Annotated[
+        Path, typer.Argument(help=".npz with codes, factors [, codes_test, factors_test]")
+    ],
+    metrics: Annotated[str | None, typer.Option(help="Comma-separated metric names")] = None,
+    mode: Annotated[str, typer.Option(help="reference or fast")] = "reference",
+    seed: Annotated[int, typer.Option()] = 0,
+    num_train: Annotated[int | None, typer.Option()] = None,
+    num_test: Annotated[int | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Score plain arrays with the disentanglement metrics (no model, no Ray, no MLflow)."""
+    from trainables.metrics import MODES
+    from trainables.metrics.scoring import load_arrays, score_arrays
+
+    if mode not in MODES:
+        _fail(f"--mode must be one of {list(MODES)}, got {mode!r}")
+    names = [m.strip() for m in metrics.split(",")] if metrics else None
+    try:
+        arrays = load_arrays(file)
+        with console.status("computing metrics"):
+            result = score_arrays(
+                arrays, names, mode=mode, seed=seed, num_train=num_train, num_test=num_test
+            )
+    except ValueError as err:
+        _fail(str(err))
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"{file.name} ({result['num_train']} train / {result['num_test']} test)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    for name, seconds in result["seconds"].items():
+        console.print(f"{name}: {seconds:.2f}s")
+    for name, why in result.get("skipped", {}).items():
+        console.print(f"skipped {name}: {why}")
+
+
 @app.command(name="list")
 def list_registries() -> None:
     """Registered model families, datasets and metrics."""

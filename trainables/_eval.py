@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,7 +12,7 @@ import torch
 
 from . import data as datasets
 from ._config import DatasetConfig
-from .metrics import get_metric
+from .metrics import CodeSource, MetricInput, get_metric
 
 _RENDER_CHUNK = 8192
 MAX_GRID_ROWS = 2_000_000  # a whole-grid view larger than this must set n_samples
@@ -52,6 +52,7 @@ def prepare_view(cfg: DatasetConfig) -> dict[str, Any]:
         "factor_sizes": list(dataset.factor_sizes),
         "images": images,  # uint8 (N, C, 64, 64)
         "factors": factors,  # int64 (N, K), classes within the view
+        "full_grid": cfg.n_samples is None,  # rows are then the grid in official order
         "inputs": datasets.tasks.normalised_inputs(dataset, factors),  # float64 (N, K)
         "train": np.sort(order[:n_train]),
         "val": np.sort(order[n_train : n_train + n_val]),
@@ -95,16 +96,23 @@ def score(
     n_train: int,
     rng: np.random.Generator,
     n_jobs: int = 1,
+    mode: str = "reference",
+    source: CodeSource | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
     """Registered metrics on codes, split into the first ``n_train`` rows and the rest.
 
     Also returns ``metric_seconds_<name>`` per metric: the metric time logged per trial.
     """
     results: dict[str, float] = {}
-    train = (codes[:n_train], factors[:n_train])
-    test = (codes[n_train:], factors[n_train:])
+    inputs = MetricInput(
+        codes[:n_train], factors[:n_train], codes[n_train:], factors[n_train:],
+        rng=rng, source=source, n_jobs=n_jobs, mode=mode,
+    )  # fmt: skip
     for name in metrics:
+        if progress is not None:
+            progress(name)
         started = time.perf_counter()
-        results.update(get_metric(name).evaluate(*train, *test, rng, n_jobs))
+        results.update(get_metric(name).evaluate(inputs))
         results[f"metric_seconds_{name}"] = time.perf_counter() - started
     return results

@@ -1,7 +1,9 @@
-"""Disentanglement metrics: one registry. Each entry scores codes against factor classes.
+"""Disentanglement metrics: one registry. Importable without Ray or MLflow.
 
-Every evaluator takes (codes_train, factors_train, codes_test, factors_test, rng, n_jobs) and returns a dict of
-final metric names (DESIGN section 6) to floats; metrics that need no test split use the train part.
+Every evaluator takes a ``MetricInput`` (codes and factor classes with an explicit train/test split,
+and for the sampling metrics a ``CodeSource``) and returns final metric names -> floats.
+Defaults are disentanglement_lib's study settings (Locatello et al. 2019); ``mode="fast"`` swaps
+gradient-boosted trees for histogram boosting where a metric uses them.
 """
 
 from __future__ import annotations
@@ -9,45 +11,187 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import dci as _dci
-from . import mig as _mig
+import numpy as np
 
-# (codes_train, factors_train, codes_test, factors_test, rng, n_jobs) -> {final name: value}
-Evaluator = Callable[..., dict]
+from . import beta_vae as _beta_vae
+from . import dci as _dci
+from . import downstream as _downstream
+from . import factor_vae as _factor_vae
+from . import mig as _mig
+from . import modularity as _modularity
+from . import sap as _sap
+from . import unsupervised as _unsupervised
+from ._sources import CodeSource, EncodedDataset, GridCodes, grid_covered
+
+MODES = ("reference", "fast")
+
+
+@dataclass
+class MetricInput:
+    codes_train: np.ndarray
+    factors_train: np.ndarray
+    codes_test: np.ndarray
+    factors_test: np.ndarray
+    rng: np.random.Generator
+    source: CodeSource | None = None
+    """Needed by sampling metrics (FactorVAE, BetaVAE) only."""
+    n_jobs: int = 1
+    mode: str = "reference"
 
 
 @dataclass(frozen=True)
 class MetricSpec:
-    evaluate: Evaluator
+    evaluate: Callable[[MetricInput], dict[str, float]]
     outputs: tuple[str, ...]
-    higher_is_better: bool = True
+    higher_is_better: bool | None = True
     bounds: tuple[float, float] = (0.0, 1.0)
+    needs_source: bool = False
 
 
-def _eval_mig(ctr, ftr, cte, fte, rng, n_jobs=1) -> dict[str, float]:
-    return {"mig": _mig.mig(ctr, ftr)}
+def _mig_eval(x: MetricInput) -> dict[str, float]:
+    return {"mig": _mig.mig(x.codes_train, x.factors_train)}
 
 
-def _eval_dci(ctr, ftr, cte, fte, rng, n_jobs=1) -> dict[str, float]:
-    scores = _dci.dci(ctr, ftr, cte, fte, rng=rng, n_jobs=n_jobs)
+def _sap_eval(x: MetricInput) -> dict[str, float]:
     return {
-        "dci_disentanglement": scores.disentanglement,
-        "dci_completeness": scores.completeness,
-        "dci_informativeness": scores.informativeness_test,
-        "dci_informativeness_train": scores.informativeness_train,
+        "sap": _sap.sap(
+            x.codes_train, x.factors_train, x.codes_test, x.factors_test, n_jobs=x.n_jobs
+        )
     }
 
 
+def _sap_continuous_eval(x: MetricInput) -> dict[str, float]:
+    return {"sap_continuous": _sap.sap(x.codes_train, x.factors_train, continuous=True)}
+
+
+def _dci_eval(x: MetricInput) -> dict[str, float]:
+    scores = _dci.dci(
+        x.codes_train, x.factors_train, x.codes_test, x.factors_test,
+        rng=x.rng, n_jobs=x.n_jobs, mode=x.mode,
+    )  # fmt: skip
+    return {
+        "dci_disentanglement": scores.disentanglement,
+        "dci_completeness": scores.completeness,
+        "dci_informativeness_train": scores.informativeness_train,
+        "dci_informativeness_test": scores.informativeness_test,
+        "dci_informativeness": scores.informativeness_test,
+    }
+
+
+def _modularity_eval(x: MetricInput) -> dict[str, float]:
+    explicit = _modularity.explicitness(
+        x.codes_train, x.factors_train, x.codes_test, x.factors_test
+    )
+    return {
+        "modularity": _modularity.modularity(x.codes_train, x.factors_train),
+        "explicitness_train": explicit.train,
+        "explicitness_test": explicit.test,
+        "explicitness": explicit.test,
+    }
+
+
+def _require_source(x: MetricInput, name: str) -> CodeSource:
+    if x.source is None:
+        raise ValueError(
+            f"{name} samples batches with one factor fixed: it needs a dataset and an encoder, "
+            "or codes covering the whole factor grid"
+        )
+    return x.source
+
+
+def _factor_vae_eval(x: MetricInput, corrected: bool = False) -> dict[str, float]:
+    suffix = "_corrected" if corrected else ""
+    name = f"factor_vae{suffix}"
+    scores = _factor_vae.factor_vae(_require_source(x, name), rng=x.rng, corrected=corrected)
+    return {
+        f"{name}_train": scores.train_accuracy,
+        f"{name}_eval": scores.eval_accuracy,
+        name: scores.eval_accuracy,
+        f"{name}_active_dims": float(scores.num_active_dims),
+    }
+
+
+def _beta_vae_eval(x: MetricInput) -> dict[str, float]:
+    scores = _beta_vae.beta_vae(_require_source(x, "beta_vae"), rng=x.rng)
+    return {
+        "beta_vae_train": scores.train_accuracy,
+        "beta_vae_eval": scores.eval_accuracy,
+        "beta_vae": scores.eval_accuracy,
+    }
+
+
+def _unsupervised_eval(x: MetricInput) -> dict[str, float]:
+    return dict(_unsupervised.unsupervised(x.codes_train)._asdict())
+
+
+_SHORT = {"logistic_regression": "lr", "boosted_trees": "gbt"}
+
+
+def _downstream_eval(predictor: str) -> Callable[[MetricInput], dict[str, float]]:
+    def evaluate(x: MetricInput) -> dict[str, float]:
+        accuracy = _downstream.downstream(
+            x.codes_train, x.factors_train, x.codes_test, x.factors_test,
+            predictor=predictor, rng=x.rng, n_jobs=x.n_jobs,
+        )  # fmt: skip
+        return {f"downstream_{_SHORT[predictor]}_{n}": v for n, v in accuracy.items()}
+
+    return evaluate
+
+
+def _downstream_outputs(predictor: str) -> tuple[str, ...]:
+    return tuple(f"downstream_{_SHORT[predictor]}_{n}" for n in _downstream.TRAIN_SIZES)
+
+
+_UNBOUNDED = (0.0, float("inf"))
+
 METRICS: dict[str, MetricSpec] = {
-    "mig": MetricSpec(_eval_mig, ("mig",)),
+    "mig": MetricSpec(_mig_eval, ("mig",)),
+    "sap": MetricSpec(_sap_eval, ("sap",)),
+    "sap_continuous": MetricSpec(_sap_continuous_eval, ("sap_continuous",)),
     "dci": MetricSpec(
-        _eval_dci,
+        _dci_eval,
         (
             "dci_disentanglement",
             "dci_completeness",
-            "dci_informativeness",
             "dci_informativeness_train",
+            "dci_informativeness_test",
+            "dci_informativeness",
         ),
+    ),
+    "modularity": MetricSpec(
+        _modularity_eval, ("modularity", "explicitness_train", "explicitness_test", "explicitness")
+    ),
+    "factor_vae": MetricSpec(
+        _factor_vae_eval,
+        ("factor_vae_train", "factor_vae_eval", "factor_vae", "factor_vae_active_dims"),
+        bounds=_UNBOUNDED,  # active dims is a count
+        needs_source=True,
+    ),
+    "factor_vae_corrected": MetricSpec(
+        lambda x: _factor_vae_eval(x, corrected=True),
+        (
+            "factor_vae_corrected_train",
+            "factor_vae_corrected_eval",
+            "factor_vae_corrected",
+            "factor_vae_corrected_active_dims",
+        ),
+        bounds=_UNBOUNDED,
+        needs_source=True,
+    ),
+    "beta_vae": MetricSpec(
+        _beta_vae_eval, ("beta_vae_train", "beta_vae_eval", "beta_vae"), needs_source=True
+    ),
+    "unsupervised": MetricSpec(
+        _unsupervised_eval,
+        _unsupervised.UnsupervisedScores._fields,
+        higher_is_better=None,
+        bounds=_UNBOUNDED,
+    ),
+    "downstream_logistic_regression": MetricSpec(
+        _downstream_eval("logistic_regression"), _downstream_outputs("logistic_regression")
+    ),
+    "downstream_boosted_trees": MetricSpec(
+        _downstream_eval("boosted_trees"), _downstream_outputs("boosted_trees")
     ),
 }
 
@@ -59,11 +203,24 @@ def get_metric(name: str) -> MetricSpec:
 
 
 def higher_is_better(output: str) -> bool | None:
-    """Direction of a final metric name, or None if no registered metric produces it."""
+    """Direction of a final metric name, or None if unknown or not a score (counts, TC)."""
+    if output.endswith("_active_dims"):
+        return None
     for spec in METRICS.values():
         if output in spec.outputs:
             return spec.higher_is_better
     return None
 
 
-__all__ = ["METRICS", "MetricSpec", "get_metric", "higher_is_better"]
+__all__ = [
+    "METRICS",
+    "MODES",
+    "CodeSource",
+    "EncodedDataset",
+    "GridCodes",
+    "MetricInput",
+    "MetricSpec",
+    "get_metric",
+    "grid_covered",
+    "higher_is_better",
+]
