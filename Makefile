@@ -10,6 +10,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -c requirements.lock -e ".[dev]"
+	# Reference implementation for metric parity tests: its metric modules need no TensorFlow.
+	$(PY) -m pip install -q --no-deps -c requirements.lock disentanglement-lib gin-config absl-py
 	touch $@
 
 quickstart: setup
