@@ -3,13 +3,13 @@
 Score matrix S[j, k]: discrete factors, test accuracy of a one-code LinearSVC(C=0.01,
 class_weight="balanced") (disentanglement_lib's study setting); continuous factors, the squared
 correlation of code j and factor k (0 for a constant code). SAP = mean over factors of the gap between
-the two highest entries of its column. The (code, factor) fits run in parallel (values unchanged).
+the two highest entries of its column. One-feature LinearSVC fits take milliseconds, so they run
+sequentially: process-pool start-up costs more than it saves (benchmarks/metrics.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.svm import LinearSVC
 
 from ._checks import check_codes_factors
@@ -21,15 +21,14 @@ def _svm_accuracy(x_train, y_train, x_test, y_test) -> float:
     return float(np.mean(model.predict(x_test[:, None]) == y_test))
 
 
-def score_matrix_discrete(codes_train, factors_train, codes_test, factors_test, n_jobs=1):
-    pairs = [(j, k) for j in range(codes_train.shape[1]) for k in range(factors_train.shape[1])]
-    scores = Parallel(n_jobs=n_jobs)(
-        delayed(_svm_accuracy)(
-            codes_train[:, j], factors_train[:, k], codes_test[:, j], factors_test[:, k]
-        )
-        for j, k in pairs
-    )
-    return np.array(scores).reshape(codes_train.shape[1], factors_train.shape[1])
+def score_matrix_discrete(codes_train, factors_train, codes_test, factors_test) -> np.ndarray:
+    matrix = np.empty((codes_train.shape[1], factors_train.shape[1]))
+    for j in range(codes_train.shape[1]):
+        for k in range(factors_train.shape[1]):
+            matrix[j, k] = _svm_accuracy(
+                codes_train[:, j], factors_train[:, k], codes_test[:, j], factors_test[:, k]
+            )
+    return matrix
 
 
 def score_matrix_continuous(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
@@ -58,7 +57,6 @@ def sap(
     factors_test: np.ndarray | None = None,
     *,
     continuous: bool = False,
-    n_jobs: int = 1,
 ) -> float:
     codes_train, factors_train = check_codes_factors(codes_train, factors_train)
     if codes_train.shape[1] < 2:
@@ -68,6 +66,4 @@ def sap(
     if codes_test is None or factors_test is None:
         raise ValueError("discrete SAP needs test codes and factors")
     codes_test, factors_test = check_codes_factors(codes_test, factors_test)
-    return top_two_gap(
-        score_matrix_discrete(codes_train, factors_train, codes_test, factors_test, n_jobs)
-    )
+    return top_two_gap(score_matrix_discrete(codes_train, factors_train, codes_test, factors_test))
