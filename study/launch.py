@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -178,6 +179,9 @@ def run_study(
         callbacks=[_CloseRuns(info)],
         verbose=verbose,
     )
+    # We checkpoint every epoch and keep one: Tune then snapshots the experiment after each
+    # deletion and warns every few seconds; the snapshot is small and local, so silence the warning.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     status = "FAILED"
     try:
         if previous is not None:

@@ -44,7 +44,8 @@ def _votes(
         factors = source.sample_factors(n * batch_size, rng).reshape(n, batch_size, -1)
         factors[np.arange(n), :, fixed] = factors[np.arange(n), 0, fixed][:, None]
         codes = source.codes(factors.reshape(n * batch_size, -1)).reshape(n, batch_size, -1)
-        local = codes.var(axis=1, ddof=1)  # (n, D)
+        centred = codes - codes.mean(axis=1, keepdims=True)
+        local = np.einsum("nbd,nbd->nd", centred, centred) / (batch_size - 1)  # (n, D) variance
         argmin = np.argmin(local[:, active] / global_variances[active], axis=1)
         code = active_index[argmin] if corrected else argmin
         np.add.at(votes, (fixed, code), 1)
