@@ -39,7 +39,9 @@ def main() -> None:
     view = DatasetConfig(subset={"orientation": 0, "posX": "0:32:2", "posY": "0:32:2"})
     data = prepare_data(view, [cfg])
     images = as_tensor(data["images"], device)
-    targets = torch.as_tensor(data["targets"][0], dtype=torch.float32, device=device)
+    targets = torch.as_tensor(
+        next(iter(data["targets"].values())), dtype=torch.float32, device=device
+    )
     torch.manual_seed(0)
     model = MultiTaskNet(cfg, 1).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)

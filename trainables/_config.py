@@ -15,8 +15,9 @@ class DatasetConfig(BaseModel):
     name: str = "dsprites"
     options: dict[str, Any] = Field(default_factory=dict)
     """Loader options, e.g. ``path`` of the official file (absent: procedural renderer)."""
-    subset: dict[str, int | str | list[int]] = Field(default_factory=dict)
-    """Class indices kept per factor: an index (fixes it), a list, or ``"start:stop:step"``."""
+    subset: str | dict[str, Any] = Field(default_factory=dict)
+    """Per factor: an index (fixes it), a list, ``"start:stop:step"``, or ``{values, range, bins,
+    role}``; or a named subset (``trainables.data.NAMED_SUBSETS``)."""
     n_samples: int | None = Field(default=None, gt=0)
     """Rows drawn (without replacement) from the subset grid; None keeps the whole grid."""
     split_seed: int = 0

@@ -36,11 +36,11 @@ def prepare_view(cfg: DatasetConfig) -> dict[str, Any]:
                 "of the view"
             )
         index = np.sort(rng.choice(dataset.num_samples, cfg.n_samples, replace=False))
-    factors = dataset.index_to_classes(index)
+    classes = dataset.index_to_classes(index)
     images = np.concatenate(
         [
-            dataset.images(factors[i : i + _RENDER_CHUNK])
-            for i in range(0, len(factors), _RENDER_CHUNK)
+            dataset.images(classes[i : i + _RENDER_CHUNK])
+            for i in range(0, len(classes), _RENDER_CHUNK)
         ]
     )
     order = rng.permutation(len(index))
@@ -48,12 +48,14 @@ def prepare_view(cfg: DatasetConfig) -> dict[str, Any]:
     n_val = int(round(cfg.split[1] * len(index)))
     return {
         "dataset": cfg.name,
-        "factor_names": list(dataset.factor_names),
-        "factor_sizes": list(dataset.factor_sizes),
+        "factor_names": list(dataset.label_names),
+        "factor_sizes": list(dataset.label_sizes),
         "images": images,  # uint8 (N, C, 64, 64)
-        "factors": factors,  # int64 (N, K), classes within the view
-        "full_grid": cfg.n_samples is None,  # rows are then the grid in official order
-        "inputs": datasets.tasks.normalised_inputs(dataset, factors),  # float64 (N, K)
+        "factors": dataset.labels(classes),  # int64 (N, K): scored labels (bins, no nuisance)
+        # Rows are the scored grid in official order: sampling metrics can fix factors.
+        "full_grid": cfg.n_samples is None and dataset.is_plain,
+        # Task inputs: values of the scored factors, each rescaled to [-1, 1].
+        "inputs": datasets.tasks.normalised_inputs(dataset, classes)[:, dataset.relevant],
         "train": np.sort(order[:n_train]),
         "val": np.sort(order[n_train : n_train + n_val]),
         "test": np.sort(order[n_train + n_val :]),

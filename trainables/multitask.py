@@ -39,6 +39,10 @@ class MultiTaskConfig(BaseModel):
     n_tasks: int = Field(default=10, gt=0)
     """Tasks 0..n_tasks-1 of the random-MLP family; task i does not depend on n_tasks."""
     task_seed: int = 0
+    task_mask: Literal["all", "grow", "independent", "random"] = "all"
+    """Which factors each task sees (see ``trainables.data.tasks.task_mask``)."""
+    task_mask_group: int = Field(default=2, ge=1)
+    task_mask_p: float = Field(default=0.5, gt=0, le=1)
     task_index: int = Field(default=0, ge=0)
     """The task a ``single_task`` model learns."""
     epochs: int = Field(default=20, ge=0)
@@ -76,13 +80,26 @@ def prepare_data(dataset: DatasetConfig, configs: Sequence[MultiTaskConfig]) -> 
     Targets hold max(n_tasks) columns per task_seed; a trial takes its first n_tasks.
     """
     view = prepare_view(dataset)
-    n_tasks: dict[int, int] = {}
+    n_tasks: dict[tuple, int] = {}
     for cfg in configs:
-        n_tasks[cfg.task_seed] = max(n_tasks.get(cfg.task_seed, 0), cfg.n_tasks)
+        n_tasks[_targets_key(cfg)] = max(n_tasks.get(_targets_key(cfg), 0), cfg.n_tasks)
     view["targets"] = {
-        seed: task_targets(view["inputs"], n_tasks=n, task_seed=seed) for seed, n in n_tasks.items()
+        key: task_targets(
+            view["inputs"],
+            n_tasks=n,
+            task_seed=key[0],
+            mask=key[1],
+            mask_group=key[2],
+            mask_p=key[3],
+        )  # fmt: skip
+        for key, n in n_tasks.items()
     }
     return view
+
+
+def _targets_key(cfg: MultiTaskConfig) -> tuple:
+    """Trials that share this key share targets (the first n_tasks columns)."""
+    return (cfg.task_seed, cfg.task_mask, cfg.task_mask_group, cfg.task_mask_p)
 
 
 class MultiTaskNet(nn.Module):
@@ -141,7 +158,7 @@ def fit(cfg: MultiTaskConfig, data: dict[str, Any], ctx: TrialContext) -> dict[s
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     columns = _task_columns(cfg)
-    raw = data["targets"][cfg.task_seed]
+    raw = data["targets"][_targets_key(cfg)]
     if raw.shape[1] < cfg.n_tasks:
         raise ValueError(f"prepared data has {raw.shape[1]} tasks, trial needs {cfg.n_tasks}")
     raw = raw[:, columns]

@@ -29,7 +29,7 @@ def data():
 def test_prepare_data_shapes_and_split(data):
     assert data["images"].shape == (96, 1, 64, 64) and data["images"].dtype == np.uint8
     assert data["factor_names"] == ["shape", "scale", "posX", "posY"]
-    assert data["targets"][0].shape == (96, 4)
+    assert next(iter(data["targets"].values())).shape == (96, 4)
     parts = np.concatenate([data["train"], data["val"], data["test"]])
     assert sorted(parts.tolist()) == list(range(96))
     assert len(data["train"]) == 72 and len(data["val"]) == 12

@@ -5,16 +5,39 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .base import DataError, FactorSubset, GroundTruthData, parse_index_spec
+from .base import DataError, FactorSubset, GroundTruthData
 from .dsprites import DSprites, DSpritesFile
+from .mpi3d import MPI3DFile, MPI3DToy
+from .shapes3d import Shapes3D, Shapes3DFile
+from .subsets import NAMED_SUBSETS, resolve
 
 
 def _dsprites(path: str | None = None) -> GroundTruthData:
     return DSpritesFile(path) if path else DSprites()
 
 
+def _shapes3d(path: str | None = None) -> GroundTruthData:
+    return Shapes3DFile(path) if path else Shapes3D()
+
+
+def _mpi3d(
+    variant: str = "toy", path: str | None = None, factor_sizes: list[int] | None = None
+) -> GroundTruthData:
+    if path:
+        return MPI3DFile(path, variant, factor_sizes)
+    if variant != "toy":
+        raise DataError(
+            f"mpi3d variant {variant!r} needs the official file: set dataset.options.path "
+            "(the procedural renderer draws the toy variant only)"
+        )
+    return MPI3DToy(variant)
+
+
+# Each loader renders procedurally without ``path`` and reads the official file with it.
 DATASETS: dict[str, Callable[..., GroundTruthData]] = {
     "dsprites": _dsprites,
+    "shapes3d": _shapes3d,
+    "mpi3d": _mpi3d,
 }
 
 
@@ -28,20 +51,17 @@ def load(name: str, **options: Any) -> GroundTruthData:
         raise DataError(f"dataset {name!r}: bad option ({exc})") from None
 
 
-def subset(dataset: GroundTruthData, keep: dict[str, Any] | None) -> GroundTruthData:
-    """Restrict factors to class indices: ``{"orientation": 0, "posX": "0:32:2"}``."""
-    if not keep:
-        return dataset
-    indices = {}
-    for name, spec in keep.items():
-        if name not in dataset.factor_names:
-            raise DataError(
-                f"{dataset.name}: unknown factor {name!r} in subset; "
-                f"factors are {list(dataset.factor_names)}"
-            )
-        size = dataset.factor_sizes[dataset.factor_names.index(name)]
-        indices[name] = parse_index_spec(spec, size, f"subset.{name}")
-    return FactorSubset(dataset, indices)
+def subset(dataset: GroundTruthData, spec: str | dict[str, Any] | None) -> GroundTruthData:
+    """A view restricted by a subset spec or name (see ``subsets``)."""
+    return resolve(dataset, spec)
 
 
-__all__ = ["DATASETS", "DataError", "FactorSubset", "GroundTruthData", "load", "subset"]
+__all__ = [
+    "DATASETS",
+    "NAMED_SUBSETS",
+    "DataError",
+    "FactorSubset",
+    "GroundTruthData",
+    "load",
+    "subset",
+]

@@ -33,6 +33,27 @@ class GroundTruthData(ABC):
     def num_factors(self) -> int:
         return len(self.factor_sizes)
 
+    # Scored factors. A plain dataset scores every factor by its class; subsets override these.
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return getattr(self, "_label_names", self.factor_names)
+
+    @property
+    def label_sizes(self) -> tuple[int, ...]:
+        return getattr(self, "_label_sizes", self.factor_sizes)
+
+    @property
+    def relevant(self) -> list[int]:
+        """Grid positions of the scored factors (nuisance ones excluded)."""
+        return getattr(self, "_relevant", list(range(self.num_factors)))
+
+    @property
+    def is_plain(self) -> bool:
+        return True
+
+    def labels(self, classes: np.ndarray) -> np.ndarray:
+        return self._check_classes(classes)
+
     @property
     def num_samples(self) -> int:
         return int(np.prod(self.factor_sizes, dtype=np.int64))
@@ -90,21 +111,34 @@ class GroundTruthData(ABC):
 class FactorSubset(GroundTruthData):
     """A view of a dataset restricted to some class indices per factor.
 
-    Factors left with a single value are *fixed*: they are dropped from the exposed factors (a constant
-    factor carries no information and would break entropy-normalised metrics).
+    The view's grid holds every factor with more than one kept value; factors left with a single
+    value are *fixed* and dropped (a constant factor carries no information). Of the grid factors,
+    *relevant* ones are scored (``labels``), possibly binned (e.g. posX -> left/centre/right);
+    *nuisance* ones vary in the images but are not scored.
     """
 
-    def __init__(self, parent: GroundTruthData, keep: Mapping[str, Sequence[int]]):
-        unknown = set(keep) - set(parent.factor_names)
-        if unknown:
-            raise DataError(
-                f"{parent.name}: unknown factor {sorted(unknown)[0]!r} in subset; "
-                f"factors are {list(parent.factor_names)}"
-            )
+    def __init__(
+        self,
+        parent: GroundTruthData,
+        keep: Mapping[str, Sequence[int]],
+        *,
+        bins: Mapping[str, Sequence[Sequence[int]]] | None = None,
+        nuisance: Sequence[str] = (),
+    ):
+        bins = dict(bins or {})
+        for name in [*keep, *bins, *nuisance]:
+            if name not in parent.factor_names:
+                raise DataError(
+                    f"{parent.name}: unknown factor {name!r} in subset; "
+                    f"factors are {list(parent.factor_names)}"
+                )
         self.parent = parent
         self.allowed: list[np.ndarray] = []
         for name, size in zip(parent.factor_names, parent.factor_sizes, strict=True):
-            allowed = np.asarray(keep.get(name, range(size)), dtype=np.int64)
+            default = (
+                sorted({i for group in bins[name] for i in group}) if name in bins else range(size)
+            )
+            allowed = np.asarray(keep.get(name, default), dtype=np.int64)
             if allowed.size == 0 or allowed.min() < 0 or allowed.max() >= size:
                 raise DataError(
                     f"{parent.name}: subset for {name!r} must be indices in [0, {size})"
@@ -118,6 +152,46 @@ class FactorSubset(GroundTruthData):
         self.factor_names = tuple(parent.factor_names[k] for k in self.exposed)
         self.factor_sizes = tuple(len(self.allowed[k]) for k in self.exposed)
         self.factor_values = tuple(parent.factor_values[k][self.allowed[k]] for k in self.exposed)
+        for name in [*bins, *nuisance]:
+            if name not in self.factor_names:
+                raise DataError(
+                    f"{parent.name}: subset factor {name!r} is fixed; it cannot be binned or nuisance"
+                )
+        # Scored factors: (grid position, class -> label lookup).
+        self.scored: list[tuple[int, np.ndarray]] = []
+        for j, name in enumerate(self.factor_names):
+            if name in nuisance:
+                continue
+            lookup = np.arange(self.factor_sizes[j])
+            if name in bins:
+                kept = self.allowed[self.exposed[j]]
+                lookup = np.full(len(kept), -1)
+                for label, group in enumerate(bins[name]):
+                    for index in group:
+                        lookup[np.searchsorted(kept, index)] = label
+                if (lookup < 0).any():
+                    raise DataError(f"{parent.name}: bins for {name!r} leave kept values unbinned")
+            self.scored.append((j, lookup))
+        if not self.scored:
+            raise DataError(f"{parent.name}: subset scores no factor (all fixed or nuisance)")
+        self._label_names = tuple(
+            self.factor_names[j] + ("_bin" if self.factor_names[j] in bins else "")
+            for j, _ in self.scored
+        )
+        self._label_sizes = tuple(int(lookup.max()) + 1 for _, lookup in self.scored)
+        self._relevant = [j for j, _ in self.scored]
+
+    @property
+    def is_plain(self) -> bool:
+        """No nuisance factor and no bins: labels are the grid classes."""
+        return len(self.scored) == len(self.factor_names) and all(
+            np.array_equal(lookup, np.arange(len(lookup))) for _, lookup in self.scored
+        )
+
+    def labels(self, classes: np.ndarray) -> np.ndarray:
+        """Scored factor labels (bin ids for binned factors), int64 (N, len(label_names))."""
+        classes = self._check_classes(classes)
+        return np.stack([lookup[classes[:, j]] for j, lookup in self.scored], axis=1)
 
     def to_parent(self, classes: np.ndarray) -> np.ndarray:
         """Map subset class vectors to the parent's class vectors."""
