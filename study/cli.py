@@ -188,6 +188,47 @@ def score(
         console.print(f"skipped {name}: {why}")
 
 
+@app.command(name="show-data")
+def show_data(
+    name: Annotated[str, typer.Argument(help="Dataset: dsprites, shapes3d, mpi3d")],
+    out: Annotated[Path, typer.Option(help="PNG to write")] = Path("data.png"),
+    path: Annotated[Path | None, typer.Option(help="Official file (default: procedural)")] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="Loader option KEY=VALUE, e.g. variant=toy")
+    ] = None,
+    subset: Annotated[
+        str | None, typer.Option(help="Named subset, e.g. weak_disentanglement")
+    ] = None,
+    columns: Annotated[int, typer.Option()] = 10,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """One row per factor, traversed with the others fixed: look at what the models see."""
+    import matplotlib.pyplot as plt
+    import yaml
+
+    from analysis.figures import factor_traversals, plot_traversals
+    from trainables import data
+
+    options = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--option {item!r}: expected KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    if path is not None:
+        options["path"] = str(path)
+    try:
+        dataset = data.subset(data.load(name, **options), subset)
+        labels, images = factor_traversals(dataset, columns=columns, seed=seed)
+    except data.DataError as err:
+        _fail(str(err))
+    figure = plot_traversals(labels, images, title=f"{name}{f' ({subset})' if subset else ''}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    console.print(f"wrote {out}")
+
+
 @app.command(name="list")
 def list_registries() -> None:
     """Registered model families, datasets and metrics."""

@@ -87,3 +87,25 @@ def test_cli_exits_2_with_one_line_and_writes_nothing(override, tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert not (tmp_path / "mlruns.db").exists() and not (tmp_path / "ray_results").exists()
+
+
+@pytest.mark.parametrize("path", sorted((QUICKSTART.parent).rglob("*.yaml")), ids=str)
+def test_every_shipped_config_is_valid(path):
+    spec = load_spec(path)
+    assert spec.n_trials >= 1
+
+
+def test_show_data_writes_a_png(tmp_path):
+    out = tmp_path / "shapes.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "study.cli", "show-data", "shapes3d", "--out", str(out),
+         "--columns", "4"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 5000
+    bad = subprocess.run(
+        [sys.executable, "-m", "study.cli", "show-data", "mpi3d", "--path", str(tmp_path / "x.npz")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "not found" in bad.stderr and "x.npz" in bad.stderr

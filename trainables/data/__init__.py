@@ -7,7 +7,7 @@ from typing import Any
 
 from .base import DataError, FactorSubset, GroundTruthData
 from .dsprites import DSprites, DSpritesFile
-from .mpi3d import MPI3DFile, MPI3DToy
+from .mpi3d import VARIANT_SIZES, MPI3DFile, MPI3DToy
 from .shapes3d import Shapes3D, Shapes3DFile
 from .subsets import NAMED_SUBSETS, resolve
 
@@ -23,6 +23,8 @@ def _shapes3d(path: str | None = None) -> GroundTruthData:
 def _mpi3d(
     variant: str = "toy", path: str | None = None, factor_sizes: list[int] | None = None
 ) -> GroundTruthData:
+    if variant not in VARIANT_SIZES:
+        raise DataError(f"unknown mpi3d variant {variant!r}; known: {sorted(VARIANT_SIZES)}")
     if path:
         return MPI3DFile(path, variant, factor_sizes)
     if variant != "toy":

@@ -52,22 +52,71 @@ def task_forward(inputs: np.ndarray, params: list[tuple[np.ndarray, np.ndarray]]
     return out
 
 
-def task_targets(
-    inputs: np.ndarray, *, n_tasks: int, task_seed: int, cache: bool = True
+MASKS = ("all", "grow", "independent", "random")
+
+
+def task_mask(
+    kind: str, index: int, n_factors: int, *, task_seed: int = 0, group: int = 2, p: float = 0.5
 ) -> np.ndarray:
-    """Targets of tasks 0..n_tasks-1 for rows of normalised inputs: float64 (N, n_tasks)."""
+    """Which factors task ``index`` sees: bool (n_factors,).
+
+    all: every factor. grow: the first (index mod K) + 1 factors. independent: disjoint groups of
+    ``group`` factors, task i takes group i mod n_groups. random: each factor with probability ``p``
+    (seeded by task_seed and index; at least one factor).
+    """
+    mask = np.zeros(n_factors, dtype=bool)
+    if kind == "all":
+        mask[:] = True
+    elif kind == "grow":
+        mask[: index % n_factors + 1] = True
+    elif kind == "independent":
+        if group < 1:
+            raise ValueError(f"task mask group size must be >= 1, got {group}")
+        n_groups = -(-n_factors // group)
+        start = (index % n_groups) * group
+        mask[start : start + group] = True
+    elif kind == "random":
+        rng = np.random.default_rng([GENERATOR_VERSION, task_seed, index, 7])
+        mask = rng.random(n_factors) < p
+        if not mask.any():
+            mask[rng.integers(n_factors)] = True
+    else:
+        raise ValueError(f"unknown task mask {kind!r}; known: {list(MASKS)}")
+    return mask
+
+
+def task_targets(
+    inputs: np.ndarray,
+    *,
+    n_tasks: int,
+    task_seed: int,
+    mask: str = "all",
+    mask_group: int = 2,
+    mask_p: float = 0.5,
+    cache: bool = True,
+) -> np.ndarray:
+    """Targets of tasks 0..n_tasks-1 for rows of normalised inputs: float64 (N, n_tasks).
+
+    Task i is a network on the factors its mask selects; its weights depend on (task_seed, i, number
+    of inputs) only, so task i is unchanged by n_tasks.
+    """
     inputs = np.ascontiguousarray(inputs, dtype=np.float64)
     columns = []
     inputs_key = cache_key(inputs=inputs) if cache else ""
     for index in range(n_tasks):
+        seen = task_mask(
+            mask, index, inputs.shape[1], task_seed=task_seed, group=mask_group, p=mask_p
+        )
 
-        def compute(index: int = index) -> np.ndarray:
-            return task_forward(inputs, task_parameters(task_seed, index, inputs.shape[1]))
+        def compute(index: int = index, seen: np.ndarray = seen) -> np.ndarray:
+            x = np.ascontiguousarray(inputs[:, seen])
+            return task_forward(x, task_parameters(task_seed, index, x.shape[1]))
 
         if cache:
             key = cache_key(
-                inputs=inputs_key, task_seed=task_seed, index=index, version=GENERATOR_VERSION
-            )
+                inputs=inputs_key, task_seed=task_seed, index=index, version=GENERATOR_VERSION,
+                mask=seen.tolist(),
+            )  # fmt: skip
             columns.append(cached_array("targets", key, compute))
         else:
             columns.append(compute())
