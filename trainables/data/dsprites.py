@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import DataError, GroundTruthData
+from .cache import cache_key, cached_array
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
@@ -28,6 +29,7 @@ _CANVAS = _IMAGE + FACTOR_SIZES[3] - 1  # 95: every crop window of a translated 
 _CENTRE = 47  # sprite centre on the canvas; image centre = _CENTRE - offset = 16 + pos index
 _PATCH = 16  # half-width of the patch a sprite is drawn into (largest sprite radius ~14 px)
 _SUPERSAMPLE = 4
+RENDERER_VERSION = 1  # bump when the drawing changes: it keys the on-disk cache
 
 
 def _default_values() -> tuple[np.ndarray, ...]:
@@ -92,7 +94,8 @@ class DSprites(GroundTruthData):
 
     @cached_property
     def _base(self) -> np.ndarray:
-        return render_base_sprites()
+        key = cache_key(renderer="dsprites", version=RENDERER_VERSION)
+        return cached_array("render", key, render_base_sprites)
 
     def _render(self, classes: np.ndarray) -> np.ndarray:
         shape, scale, orient, pos_x, pos_y = classes.T
