@@ -211,20 +211,24 @@ def fit(cfg: MultiTaskConfig, data: dict[str, Any], ctx: TrialContext) -> dict[s
     rng = np.random.default_rng(cfg.seed)
     n_points = cfg.metric_train_points + cfg.metric_test_points
     sample = rng.integers(0, len(data["factors"]), n_points)  # with replacement, as the reference
-    codes = encode(model.encoder, images, sample)
-    np.savez_compressed(
-        ctx.artifact_dir / "codes.npz", codes=codes[:2000], factors=data["factors"][sample[:2000]]
-    )
     source = None
     if any(get_metric(name).needs_source for name in cfg.metrics):
         if not data["full_grid"]:
             raise ValueError(
-                "factor_vae / beta_vae need the whole factor grid: unset dataset.n_samples"
+                "factor_vae / beta_vae need the whole plain factor grid: unset dataset.n_samples "
+                "and use no bins or nuisance factors"
             )
-        # The view is the grid in official order: one code per grid point serves every vote.
+        # The view is the grid in official order: one code per grid point serves every vote,
+        # and the array metrics' sample is read from the same table instead of encoded again.
         source = GridCodes(
             encode(model.encoder, images, np.arange(len(images))), data["factor_sizes"]
         )
+        codes = source.table[sample]
+    else:
+        codes = encode(model.encoder, images, sample)
+    np.savez_compressed(
+        ctx.artifact_dir / "codes.npz", codes=codes[:2000], factors=data["factors"][sample[:2000]]
+    )
     final.update(
         score(
             codes,
