@@ -92,13 +92,22 @@ def importance_matrix(
     """(importance (n_codes, n_factors), train accuracy (K,), test accuracy (K,))."""
     if mode not in ("reference", "fast"):
         raise ValueError(f"unknown DCI mode {mode!r}; use 'reference' or 'fast'")
-    seeds = rng.integers(0, 2**31 - 1, factors_train.shape[1])
-    fits = Parallel(n_jobs=n_jobs)(
+    n_factors = factors_train.shape[1]
+    seeds = rng.integers(0, 2**31 - 1, n_factors)
+    # Largest first (cost grows with the number of classes: one tree per class per stage), one
+    # factor per dispatch, so the long fits do not end up queued behind each other.
+    order = np.argsort(
+        [-len(np.unique(factors_train[:, k])) for k in range(n_factors)], kind="stable"
+    )
+    fitted = Parallel(n_jobs=n_jobs, batch_size=1, prefer="threads")(
         delayed(_fit_factor)(
             codes_train, factors_train[:, k], codes_test, factors_test[:, k], int(seeds[k]), mode
         )
-        for k in range(factors_train.shape[1])
+        for k in order
     )
+    fits = [None] * n_factors
+    for k, fit in zip(order, fitted, strict=True):
+        fits[k] = fit
     importance = np.stack([f[0] for f in fits], axis=1)
     return importance, np.array([f[1] for f in fits]), np.array([f[2] for f in fits])
 
