@@ -8,12 +8,24 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 
 class DataError(ValueError):
     """Bad dataset input (missing or malformed file, unknown factor); the message is one line."""
+
+
+def require_file(path: str | Path, dataset: str, expected: str) -> tuple[Path, str]:
+    """The path of an official file, and how errors name it; one line if it is missing."""
+    path = Path(path)
+    where = f"{dataset} file {str(path)!r}"
+    if not path.is_file():
+        raise DataError(
+            f"{where} not found; expected the official {expected} (set dataset.options.path)"
+        )
+    return path, where
 
 
 class GroundTruthData(ABC):
@@ -73,6 +85,16 @@ class GroundTruthData(ABC):
         if index.size and (index.min() < 0 or index.max() >= self.num_samples):
             raise DataError(f"{self.name}: index out of range [0, {self.num_samples})")
         return (index[:, None] // self._strides) % np.asarray(self.factor_sizes, dtype=np.int64)
+
+    def check_official_order(self, classes: np.ndarray, where: str) -> None:
+        """Raise unless the rows of ``classes`` are the whole grid, last factor fastest."""
+        if self.num_samples != len(classes) or not np.array_equal(
+            classes, self.index_to_classes(np.arange(len(classes)))
+        ):
+            raise DataError(
+                f"{where}: rows are not the full factor grid in official order "
+                f"(last factor fastest) for sizes {self.factor_sizes}"
+            )
 
     def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Uniform sample of ``n`` factor class vectors, shape (n, num_factors)."""

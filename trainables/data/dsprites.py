@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DataError, GroundTruthData
+from .base import DataError, GroundTruthData, require_file
 from .cache import cache_key, cached_array
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
@@ -119,13 +119,7 @@ class DSpritesFile(GroundTruthData):
     factor_names = FACTOR_NAMES
 
     def __init__(self, path: str | Path):
-        path = Path(path)
-        where = f"dsprites file {str(path)!r}"
-        if not path.is_file():
-            raise DataError(
-                f"{where} not found; expected the official dsprites_ndarray_*.npz "
-                "(set dataset.options.path)"
-            )
+        path, where = require_file(path, "dsprites", "dsprites_ndarray_*.npz")
         try:
             archive = np.load(path, allow_pickle=False)
             missing = {"imgs", "latents_values", "latents_classes"} - set(archive.files)
@@ -148,13 +142,7 @@ class DSpritesFile(GroundTruthData):
             )
         classes = classes[:, 1:]  # drop the constant colour factor
         self.factor_sizes = tuple(int(c) + 1 for c in classes.max(axis=0))
-        if self.num_samples != n or not np.array_equal(
-            classes, self.index_to_classes(np.arange(n))
-        ):
-            raise DataError(
-                f"{where}: rows are not the full factor grid in official order "
-                f"(last factor fastest) for sizes {self.factor_sizes}"
-            )
+        self.check_official_order(classes, where)
         strides = self._strides
         self.factor_values = tuple(
             values[np.arange(size) * strides[k], k + 1].astype(np.float64)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DataError, GroundTruthData
+from .base import DataError, GroundTruthData, require_file
 from .cache import cache_dir, cache_key
 
 FACTOR_NAMES = (
@@ -174,13 +174,7 @@ class MPI3DFile(GroundTruthData):
     ):
         if variant not in VARIANT_SIZES:
             raise DataError(f"unknown mpi3d variant {variant!r}; known: {sorted(VARIANT_SIZES)}")
-        path = Path(path)
-        where = f"mpi3d file {str(path)!r}"
-        if not path.is_file():
-            raise DataError(
-                f"{where} not found; expected the official mpi3d_{variant}.npz "
-                "(set dataset.options.path)"
-            )
+        path, where = require_file(path, "mpi3d", f"mpi3d_{variant}.npz")
         self.variant = variant
         self.factor_sizes = tuple(factor_sizes or VARIANT_SIZES[variant])
         if len(self.factor_sizes) != 7:

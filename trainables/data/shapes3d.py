@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DataError, GroundTruthData
+from .base import DataError, GroundTruthData, require_file
 from .cache import cache_key, cached_array
 
 FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
@@ -208,12 +208,7 @@ class Shapes3DFile(GroundTruthData):
     def __init__(self, path: str | Path):
         import h5py
 
-        path = Path(path)
-        where = f"shapes3d file {str(path)!r}"
-        if not path.is_file():
-            raise DataError(
-                f"{where} not found; expected the official 3dshapes.h5 (set dataset.options.path)"
-            )
+        path, where = require_file(path, "shapes3d", "3dshapes.h5")
         try:
             self._file = h5py.File(path, "r")
         except OSError as exc:
@@ -241,13 +236,7 @@ class Shapes3DFile(GroundTruthData):
         classes = np.stack(
             [np.searchsorted(self.factor_values[k], values[:, k]) for k in range(6)], 1
         )
-        if self.num_samples != len(values) or not np.array_equal(
-            classes, self.index_to_classes(np.arange(len(values)))
-        ):
-            raise DataError(
-                f"{where}: labels are not the full factor grid in official order "
-                f"(orientation fastest) for sizes {self.factor_sizes}"
-            )
+        self.check_official_order(classes, where)
         self._images = images
 
     def _render(self, classes: np.ndarray) -> np.ndarray:
