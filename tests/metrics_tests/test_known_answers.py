@@ -220,3 +220,20 @@ def test_study_score_cli_bad_files(tmp_path, content, message):
         timeout=120,
     )
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_grid_fast_paths_fix_and_pair_factors_like_the_class_space_ones(grid, rng):
+    # The table's codes are the classes themselves, so returned codes reveal the sampled classes.
+    source = GridCodes(grid.astype(float), SIZES)
+    fixed = rng.integers(0, 4, 300)
+    batches = source.fixed_batches(fixed, 64, rng)  # (300, 64, 4)
+    for i, k in enumerate(fixed):
+        assert (batches[i, :, k] == batches[i, 0, k]).all()
+    free = np.concatenate([batches[i, :, (fixed[i] + 1) % 4] for i in range(300)])
+    assert free.min() == 0 and len(np.unique(free)) > 2  # other factors still vary
+    first, second = source.paired_batches(fixed, 64, rng)
+    for i, k in enumerate(fixed):
+        assert np.array_equal(first[i, :, k], second[i, :, k])
+    # Uniform marginals: each class of the largest factor appears at its expected rate.
+    counts = np.bincount(first[:, :, 2].astype(int).ravel(), minlength=10) / first[:, :, 2].size
+    assert np.allclose(counts, 0.1, atol=0.02)

@@ -28,12 +28,9 @@ def _points(
     for start in range(0, n_points, chunk):
         n = min(chunk, n_points - start)
         index = rng.integers(0, source.num_factors, n)
-        first = source.sample_factors(n * batch_size, rng).reshape(n, batch_size, -1)
-        second = source.sample_factors(n * batch_size, rng).reshape(n, batch_size, -1)
-        second[np.arange(n), :, index] = first[np.arange(n), :, index]
-        z1 = source.codes(first.reshape(n * batch_size, -1)).reshape(n, batch_size, -1)
-        z2 = source.codes(second.reshape(n * batch_size, -1)).reshape(n, batch_size, -1)
-        features.append(np.abs(z1 - z2).mean(axis=1))
+        z1, z2 = source.paired_batches(index, batch_size, rng)  # (n, batch, D) each
+        np.subtract(z1, z2, out=z1)  # in place: these batches are ours, and large
+        features.append(np.abs(z1, out=z1).mean(axis=1))
         labels.append(index)
     return np.concatenate(features), np.concatenate(labels)
 

@@ -41,11 +41,13 @@ def _votes(
     for start in range(0, n_votes, chunk):
         n = min(chunk, n_votes - start)
         fixed = rng.integers(0, source.num_factors, n)  # (n,)
-        factors = source.sample_factors(n * batch_size, rng).reshape(n, batch_size, -1)
-        factors[np.arange(n), :, fixed] = factors[np.arange(n), 0, fixed][:, None]
-        codes = source.codes(factors.reshape(n * batch_size, -1)).reshape(n, batch_size, -1)
-        centred = codes - codes.mean(axis=1, keepdims=True)
-        local = np.einsum("nbd,nbd->nd", centred, centred) / (batch_size - 1)  # (n, D) variance
+        codes = source.fixed_batches(fixed, batch_size, rng)  # (n, batch, D)
+        # Batch variance (ddof=1) from sums, after shifting by each batch's first code for stability.
+        centred = codes - codes[:, :1]
+        sums = centred.sum(axis=1)
+        local = (np.einsum("nbd,nbd->nd", centred, centred) - sums * sums / batch_size) / (
+            batch_size - 1
+        )
         argmin = np.argmin(local[:, active] / global_variances[active], axis=1)
         code = active_index[argmin] if corrected else argmin
         np.add.at(votes, (fixed, code), 1)
