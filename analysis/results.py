@@ -6,6 +6,8 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from trainables.metrics import ALIASES
+
 # Final scores logged by trials (DESIGN section 6); per-epoch keys contain "/" and are excluded.
 PROGRESS_PREFIXES = ("metric_seconds_",)
 
@@ -43,7 +45,8 @@ def final_metric_columns(runs: pd.DataFrame) -> list[str]:
             continue
         if runs[column].notna().any():
             names.append(name)
-    return sorted(names)
+    repeated = {ALIASES[n] for n in names if n in ALIASES}  # same values under the DESIGN name
+    return sorted(n for n in names if n not in repeated)
 
 
 def varying_params(runs: pd.DataFrame, exclude: tuple[str, ...] = ("seed",)) -> list[str]:

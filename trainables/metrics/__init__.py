@@ -192,6 +192,16 @@ METRICS: dict[str, MetricSpec] = {
 }
 
 
+# DESIGN section 6 names -> the split-specific output they repeat (tables show only the former).
+ALIASES = {
+    "dci_informativeness": "dci_informativeness_test",
+    "explicitness": "explicitness_test",
+    "factor_vae": "factor_vae_eval",
+    "factor_vae_corrected": "factor_vae_corrected_eval",
+    "beta_vae": "beta_vae_eval",
+}
+
+
 def get_metric(name: str) -> MetricSpec:
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; known: {sorted(METRICS)}")
@@ -209,6 +219,7 @@ def higher_is_better(output: str) -> bool | None:
 
 
 __all__ = [
+    "ALIASES",
     "METRICS",
     "MODES",
     "CodeSource",
