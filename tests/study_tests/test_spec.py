@@ -73,7 +73,14 @@ def test_missing_and_invalid_yaml(tmp_path):
 
 @pytest.mark.parametrize(
     "override",
-    ["fixed.latent_dim=ten", "family=nope", "sweep.seed=[]", "dataset.subset.posZ=1"],
+    [
+        "fixed.latent_dim=ten",
+        "family=nope",
+        "sweep.seed=[]",
+        "dataset.subset.posZ=1",
+        "dataset.options.path=/nonexistent/dsprites.npz",
+        "dataset.name=mnist",
+    ],
 )
 def test_cli_exits_2_with_one_line_and_writes_nothing(override, tmp_path):
     result = subprocess.run(
