@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-import types
 
 import numpy as np
 
@@ -25,58 +23,11 @@ from trainables.metrics.dci import dci
 from trainables.metrics.factor_vae import factor_vae
 from trainables.metrics.mig import mig
 from trainables.metrics.modularity import modularity
+from trainables.metrics.reference import GridGroundTruth, load_reference
 from trainables.metrics.sap import sap
 from trainables.metrics.unsupervised import unsupervised
 
 SIZES = (3, 6, 40, 32, 32)
-
-
-def _reference_lib():
-    sys.modules.setdefault("gin.tf", types.ModuleType("gin.tf"))
-    try:
-        import gin
-        from disentanglement_lib.evaluation.metrics import (
-            beta_vae as b,
-        )
-        from disentanglement_lib.evaluation.metrics import (
-            factor_vae as f,
-        )
-        from disentanglement_lib.evaluation.metrics import (
-            mig as m,
-        )
-        from disentanglement_lib.evaluation.metrics import (
-            modularity_explicitness as me,
-        )
-        from disentanglement_lib.evaluation.metrics import (
-            unsupervised_metrics as u,
-        )
-        from disentanglement_lib.evaluation.metrics import (
-            utils,
-        )
-    except ImportError:
-        return None
-    gin.bind_parameter("discretizer.discretizer_fn", utils._histogram_discretize)
-    gin.bind_parameter("discretizer.num_bins", 20)
-    gin.bind_parameter("prune_dims.threshold", 0.05)
-    return types.SimpleNamespace(
-        mig=m, factor_vae=f, beta_vae=b, modularity=me, unsup=u, utils=utils
-    )
-
-
-class _GridData:
-    """disentanglement_lib's GroundTruthData over a code table: observations are grid indices."""
-
-    num_factors = len(SIZES)
-    factors_num_values = list(SIZES)
-
-    def sample_factors(self, n, random_state):
-        return np.stack([random_state.randint(s, size=n) for s in SIZES], axis=1)
-
-    def sample_observations_from_factors(self, factors, random_state):
-        return np.ravel_multi_index(factors.T, SIZES)
-
-    def sample_observations(self, n, random_state):
-        return self.sample_observations_from_factors(self.sample_factors(n, random_state), None)
 
 
 def _codes(kind: str, factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -113,7 +64,7 @@ def main() -> None:
     rows = rng.integers(0, len(grid), n_train + n_test)
     codes, factors = table[rows], grid[rows]
     ctr, ftr, cte, fte = codes[:n_train], factors[:n_train], codes[n_train:], factors[n_train:]
-    ref = _reference_lib()
+    ref = load_reference()
     source = GridCodes(table, SIZES)
     cores = os.cpu_count()
     print(f"{n_train} train / {n_test} test points, factors {SIZES}, 10-dim codes, {cores} cores")
@@ -147,19 +98,17 @@ def main() -> None:
         row("factor_vae", lambda: factor_vae(source, rng=np.random.default_rng(0),
                                              num_train=votes[0], num_eval=votes[1]).eval_accuracy,
             lambda: ref.factor_vae.compute_factor_vae(
-                _GridData(), lambda i: table[i], np.random.RandomState(0), batch_size=64,
+                GridGroundTruth(SIZES), lambda i: table[i], np.random.RandomState(0), batch_size=64,
                 num_train=votes[0], num_eval=votes[1], num_variance_estimate=10_000)["eval_accuracy"],
             "one encode per vote")  # fmt: skip
         row("beta_vae", lambda: beta_vae(source, rng=np.random.default_rng(0), num_train=votes[0],
                                          num_eval=votes[1]).eval_accuracy,
             lambda: ref.beta_vae.compute_beta_vae_sklearn(
-                _GridData(), lambda i: table[i], np.random.RandomState(0), batch_size=64,
+                GridGroundTruth(SIZES), lambda i: table[i], np.random.RandomState(0), batch_size=64,
                 num_train=votes[0], num_eval=votes[1])["eval_accuracy"], "one encode per point")  # fmt: skip
     if ref:
-        from disentanglement_lib.evaluation.metrics import sap_score
-
         row("sap", lambda: sap(ctr, ftr, cte, fte),
-            lambda: sap_score._compute_sap(ctr.T, ftr.T, cte.T, fte.T, False)["SAP_score"],
+            lambda: ref.sap._compute_sap(ctr.T, ftr.T, cte.T, fte.T, False)["SAP_score"],
             "same per-pair LinearSVC fits")  # fmt: skip
     if not args.skip_dci_reference:
         row("dci (reference)", lambda: dci(ctr, ftr, cte, fte, rng=np.random.default_rng(0), n_jobs=-1).disentanglement,

@@ -7,9 +7,6 @@ module; `make setup` installs it (--no-deps) with gin-config 0.4 and absl-py. It
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
 
@@ -18,44 +15,15 @@ from trainables.metrics import factor_vae as our_factor_vae
 from trainables.metrics.dci import completeness, disentanglement
 from trainables.metrics.mig import mig
 from trainables.metrics.modularity import explicitness, modularity
+from trainables.metrics.reference import GridGroundTruth, load_reference
 from trainables.metrics.sap import sap
 from trainables.metrics.unsupervised import unsupervised
 
-pytest.importorskip("gin")
-sys.modules.setdefault("gin.tf", types.ModuleType("gin.tf"))
-reference = pytest.importorskip("disentanglement_lib.evaluation.metrics")
-from disentanglement_lib.evaluation.metrics import (  # noqa: E402
-    dci as ref_dci,
-)
-from disentanglement_lib.evaluation.metrics import (  # noqa: E402
-    factor_vae as ref_factor_vae,
-)
-from disentanglement_lib.evaluation.metrics import (  # noqa: E402
-    mig as ref_mig,
-)
-from disentanglement_lib.evaluation.metrics import (  # noqa: E402
-    modularity_explicitness as ref_modularity,
-)
-from disentanglement_lib.evaluation.metrics import (  # noqa: E402
-    sap_score as ref_sap,
-)
-from disentanglement_lib.evaluation.metrics import (  # noqa: E402
-    unsupervised_metrics as ref_unsupervised,
-)
-from disentanglement_lib.evaluation.metrics import utils as ref_utils  # noqa: E402
+REF = load_reference()
+if REF is None:  # `make setup` installs it; a bare `pip install -e .[dev]` does not
+    raise ImportError("parity tests need disentanglement-lib 1.5: run `make setup`")
 
 SIZES = (3, 4, 6)
-
-
-@pytest.fixture(autouse=True)
-def _histogram_discretizer():
-    import gin
-
-    gin.clear_config()
-    gin.bind_parameter("discretizer.discretizer_fn", ref_utils._histogram_discretize)
-    gin.bind_parameter("discretizer.num_bins", 20)
-    yield
-    gin.clear_config()
 
 
 def _case(seed, n=600, mixing=0.3):
@@ -70,7 +38,7 @@ def _case(seed, n=600, mixing=0.3):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_mig_matches_reference(seed):
     codes, factors = _case(seed)
-    expected = ref_mig._compute_mig(codes.T, factors.T)["discrete_mig"]
+    expected = REF.mig._compute_mig(codes.T, factors.T)["discrete_mig"]
     assert mig(codes, factors) == pytest.approx(expected, abs=1e-12)
 
 
@@ -79,7 +47,7 @@ def test_sap_matches_reference(seed):
     codes, factors = _case(seed)
     train, test = slice(0, 400), slice(400, None)
     for continuous in (False, True):
-        expected = ref_sap._compute_sap(
+        expected = REF.sap._compute_sap(
             codes[train].T, factors[train].T, codes[test].T, factors[test].T, continuous
         )["SAP_score"]
         ours = sap(codes[train], factors[train], codes[test], factors[test], continuous=continuous)
@@ -89,21 +57,21 @@ def test_sap_matches_reference(seed):
 def test_dci_from_importance_matches_reference():
     rng = np.random.default_rng(0)
     for importance in (rng.random((5, 3)), np.eye(4), np.hstack([np.eye(3), np.eye(3)])):
-        assert disentanglement(importance) == pytest.approx(ref_dci.disentanglement(importance))
-        assert completeness(importance) == pytest.approx(ref_dci.completeness(importance))
+        assert disentanglement(importance) == pytest.approx(REF.dci.disentanglement(importance))
+        assert completeness(importance) == pytest.approx(REF.dci.completeness(importance))
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_modularity_and_explicitness_match_reference(seed):
     codes, factors = _case(seed)
-    mi = ref_utils.discrete_mutual_info(ref_utils.make_discretizer(codes.T), factors.T)
-    assert modularity(codes, factors) == pytest.approx(ref_modularity.modularity(mi), abs=1e-12)
+    mi = REF.utils.discrete_mutual_info(REF.utils.make_discretizer(codes.T), factors.T)
+    assert modularity(codes, factors) == pytest.approx(REF.modularity.modularity(mi), abs=1e-12)
     train, test = slice(0, 400), slice(400, None)
-    norm_train, mean, std = ref_utils.normalize_data(codes[train].T)
-    norm_test, _, _ = ref_utils.normalize_data(codes[test].T, mean, std)
+    norm_train, mean, std = REF.utils.normalize_data(codes[train].T)
+    norm_test, _, _ = REF.utils.normalize_data(codes[test].T, mean, std)
     expected = np.array(
         [
-            ref_modularity.explicitness_per_factor(
+            REF.modularity.explicitness_per_factor(
                 norm_train, factors[train, k], norm_test, factors[test, k]
             )
             for k in range(3)
@@ -119,13 +87,13 @@ def test_unsupervised_matches_reference():
     cov = np.cov(codes.T)
     ours = unsupervised(codes)
     assert ours.gaussian_total_correlation == pytest.approx(
-        ref_unsupervised.gaussian_total_correlation(cov)
+        REF.unsupervised.gaussian_total_correlation(cov)
     )
     assert ours.gaussian_wasserstein_correlation == pytest.approx(
-        np.real(ref_unsupervised.gaussian_wasserstein_correlation(cov))
+        np.real(REF.unsupervised.gaussian_wasserstein_correlation(cov))
     )
-    discrete = ref_utils.make_discretizer(codes.T)
-    mi = ref_utils.discrete_mutual_info(discrete, discrete)
+    discrete = REF.utils.make_discretizer(codes.T)
+    mi = REF.utils.discrete_mutual_info(discrete, discrete)
     np.fill_diagonal(mi, 0)
     assert ours.mutual_info_score == pytest.approx(mi.sum() / 20)
 
@@ -136,24 +104,8 @@ def test_factor_vae_matches_reference_on_deterministic_codes():
     grid = np.stack(np.unravel_index(np.arange(np.prod(SIZES)), SIZES), axis=1)
     table = np.hstack([np.zeros((len(grid), 1)), grid / np.array(SIZES)])
 
-    class Data:
-        num_factors = 3
-        factors_num_values = list(SIZES)
-
-        def sample_factors(self, n, random_state):
-            return np.stack([random_state.randint(s, size=n) for s in SIZES], axis=1)
-
-        def sample_observations_from_factors(self, factors, random_state):
-            return np.ravel_multi_index(factors.T, SIZES)
-
-        def sample_observations(self, n, random_state):
-            return self.sample_observations_from_factors(self.sample_factors(n, random_state), None)
-
-    import gin
-
-    gin.bind_parameter("prune_dims.threshold", 0.05)
-    expected = ref_factor_vae.compute_factor_vae(
-        Data(), lambda idx: table[idx], np.random.RandomState(0),
+    expected = REF.factor_vae.compute_factor_vae(
+        GridGroundTruth(SIZES), lambda idx: table[idx], np.random.RandomState(0),
         batch_size=16, num_train=200, num_eval=100, num_variance_estimate=500,
     )  # fmt: skip
     ours = our_factor_vae.factor_vae(
