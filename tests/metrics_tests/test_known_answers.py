@@ -237,3 +237,27 @@ def test_grid_fast_paths_fix_and_pair_factors_like_the_class_space_ones(grid, rn
     # Uniform marginals: each class of the largest factor appears at its expected rate.
     counts = np.bincount(first[:, :, 2].astype(int).ravel(), minlength=10) / first[:, :, 2].size
     assert np.allclose(counts, 0.1, atol=0.02)
+
+
+def test_sampling_metrics_on_a_dataset_and_encoder():
+    # An "encoder" reading the sprite's centroid: it captures posX and posY exactly and nothing
+    # else, so FactorVAE's majority vote gets those two factors right and the others not.
+    from trainables.data import load, subset
+    from trainables.metrics import EncodedDataset
+
+    view = subset(
+        load("dsprites"), {"orientation": 0, "scale": [5], "posX": "0:32:4", "posY": "0:32:4"}
+    )
+
+    def centroid(images):  # (N, 1, 64, 64) float -> (N, 2)
+        ys, xs = np.mgrid[0:64, 0:64]
+        mass = images[:, 0].sum(axis=(1, 2))
+        return np.stack([(images[:, 0] * xs).sum((1, 2)) / mass,
+                         (images[:, 0] * ys).sum((1, 2)) / mass], axis=1)  # fmt: skip
+
+    source = EncodedDataset(view, centroid, batch_size=256)
+    scores = factor_vae(source, rng=np.random.default_rng(0), batch_size=16, num_train=150,
+                        num_eval=100, num_variance_estimate=300)  # fmt: skip
+    assert view.factor_names == ("shape", "posX", "posY")
+    assert scores.num_active_dims == 2
+    assert 0.5 < scores.eval_accuracy < 0.9  # posX and posY votes right, shape votes wrong
