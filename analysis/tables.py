@@ -51,7 +51,7 @@ def best_runs(
         known = final_metric_columns(runs)
         raise KeyError(f"metric {metric!r} not logged in this study; logged: {known}")
     if mode is None:
-        mode = "min" if higher_is_better(metric) is False or metric.startswith("rmse") else "max"
+        mode = "min" if higher_is_better(metric) is False else "max"
     ranked = runs.dropna(subset=[column]).sort_values(column, ascending=(mode == "min"))
     return ranked.head(top)
 

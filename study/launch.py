@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -109,8 +110,13 @@ def check_resources(spec: StudySpec) -> None:
             )
 
 
+LAUNCH_STAMP = "%Y%m%d-%H%M%S"
+
+
 def latest_experiment(storage: Path, study: str) -> Path | None:
-    runs = sorted(p for p in storage.glob(f"{study}_*") if p.is_dir())
+    """The newest ``<study>_<stamp>`` folder; a study named ``a`` must not pick up ``a_b``'s."""
+    pattern = re.compile(rf"{re.escape(study)}_\d{{8}}-\d{{6}}")
+    runs = sorted(p for p in storage.glob(f"{study}_*") if p.is_dir() and pattern.fullmatch(p.name))
     return runs[-1] if runs else None
 
 
@@ -149,7 +155,7 @@ def run_study(
     _init_ray(address, num_cpus)
     check_resources(spec)
 
-    experiment_path = previous or storage / f"{spec.name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    experiment_path = previous or storage / f"{spec.name}_{time.strftime(LAUNCH_STAMP)}"
     experiment_id, parent_run_id = tracking.start_parent_run(
         tracking_uri,
         spec.name,

@@ -116,3 +116,13 @@ def test_show_data_writes_a_png(tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert bad.returncode == 2 and "not found" in bad.stderr and "x.npz" in bad.stderr
+
+
+def test_resume_finds_only_this_studys_launches(tmp_path):
+    from study.launch import latest_experiment
+
+    for name in ("a_20260101-000000", "a_20260102-000000", "a_b_20260103-000000", "a_notes"):
+        (tmp_path / name).mkdir()
+    assert latest_experiment(tmp_path, "a").name == "a_20260102-000000"
+    assert latest_experiment(tmp_path, "a_b").name == "a_b_20260103-000000"
+    assert latest_experiment(tmp_path, "c") is None

@@ -209,9 +209,14 @@ def get_metric(name: str) -> MetricSpec:
 
 
 def higher_is_better(output: str) -> bool | None:
-    """Direction of a final metric name, or None if unknown or not a score (counts, TC)."""
+    """Direction of a final metric name, or None if unknown or not a score (counts, TC).
+
+    Also covers the errors trainables report next to the scores (DESIGN section 6).
+    """
     if output.endswith("_active_dims"):
         return None
+    if output.startswith(("rmse", "reconstruction_mse")):
+        return False
     for spec in METRICS.values():
         if output in spec.outputs:
             return spec.higher_is_better

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..data.base import grid_strides
+
 
 class CodeSource:
     factor_sizes: tuple[int, ...]
@@ -65,9 +67,8 @@ class GridCodes(CodeSource):
         if not np.isfinite(codes).all():
             raise ValueError("codes contain NaN or inf")
         self.table = codes
-        sizes = np.asarray(self.factor_sizes, dtype=np.int64)
-        self._sizes = sizes
-        self._strides = np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]])
+        self._sizes = np.asarray(self.factor_sizes, dtype=np.int64)
+        self._strides = grid_strides(self.factor_sizes)
 
     def codes(self, classes: np.ndarray) -> np.ndarray:
         # ravel_multi_index: C loop, ~5x faster than an integer matmul with the strides.
