@@ -1,0 +1,404 @@
+"""sklearn's GradientBoostingClassifier (default settings), re-run as compiled code.
+
+DCI spends its life in ``GradientBoostingClassifier().fit``: 100 stages x one depth-3 regression tree
+per class, and sklearn's tree builder re-sorts every feature at every node. This module fits the same
+model with the same algorithm, but sorts each feature once and keeps the node's samples sorted by
+stable partitioning, in numba-compiled loops. What it reproduces, so that trees and importances come
+out the same as sklearn's (``tests/metrics_tests/test_exact_boosting.py`` compares them tree by tree):
+
+- inputs cast to float32, as sklearn validates them; features closer than float32 1e-7 count as equal;
+- the squared-error split proxy, its strict ``>`` (first best split wins), depth-first node order;
+- the splitter's feature order: sklearn draws features with its own xorshift generator seeded once per
+  tree from the estimator's RandomState, and tracks constant features across nodes; ties between
+  features (duplicated codes) therefore break as in sklearn;
+- the prior-based initial raw predictions, the multinomial / binomial negative gradients and the
+  one-step Newton leaf values (with the (K-1)/K factor kept by sklearn), learning rate 0.1;
+- impurity-based feature importances: mean over non-stump trees, normalised to sum 1.
+
+Sums run in a different order than sklearn's, so values agree to rounding (~1e-12), and a split whose
+proxy ties another to the last bit could, in principle, go the other way.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+from scipy.special import logit
+from scipy.stats import gmean
+
+N_STAGES = 100
+MAX_DEPTH = 3
+LEARNING_RATE = 0.1
+_RAND_R_MAX = 0x7FFFFFFF  # sklearn.tree._utils.RAND_R_MAX
+_FEATURE_THRESHOLD = np.float32(1e-7)
+_EPSILON = np.finfo(np.float64).eps
+_MAX_NODES = 2 ** (MAX_DEPTH + 1) - 1
+
+
+class BoostedTrees(NamedTuple):
+    classes: np.ndarray
+    init_raw: np.ndarray  # (n_trees_per_stage,)
+    feature: np.ndarray  # (n_stages, n_trees_per_stage, max_nodes); -1 at leaves
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray  # Newton leaf values, before the learning rate
+    feature_importances: np.ndarray  # (n_features,)
+    train_raw: np.ndarray  # (n_samples, n_trees_per_stage)
+
+
+@njit(cache=True, nogil=True)
+def _rand_int(low, high, state):
+    """sklearn.tree._utils.rand_int: xorshift32 on a uint32 state (kept in an int64 cell)."""
+    s = state[0]
+    if s == 0:
+        s = 1
+    s ^= (s << 13) & 0xFFFFFFFF
+    s ^= s >> 17
+    s ^= (s << 5) & 0xFFFFFFFF
+    state[0] = s
+    return low + (s % (_RAND_R_MAX + 1)) % (high - low)
+
+
+@njit(cache=True, nogil=True)
+def _fit_tree(order, values, target, seed, max_depth, feature, threshold, left, right, leaf_span,
+              importance, in_left, scratch, scratch_values, inverse, gathered):  # fmt: skip
+    """Grow one regression tree on ``target``; returns its node count.
+
+    ``order`` (n_features, n_samples) holds, per feature, the samples sorted by that feature and
+    ``values`` their float32 feature values; every node owns the span [start, end) of each row,
+    sorted within the span. Leaf spans are valid in row 0.
+    """
+    n_features, n_samples = order.shape
+    state = np.empty(1, np.int64)
+    state[0] = seed
+    features = np.arange(n_features)
+    constant_features = np.empty(n_features, np.int64)
+    # stack of (start, end, depth, parent, is_left, n_constant_features) and the node impurity
+    stack = np.empty((_MAX_NODES + 2, 6), np.int64)
+    stack_impurity = np.empty(_MAX_NODES + 2)
+    stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3], stack[0, 4], stack[0, 5] = (
+        0, n_samples, 0, -1, 0, 0,
+    )  # fmt: skip
+    total = 0.0
+    total_sq = 0.0
+    for i in range(n_samples):
+        total += target[i]
+        total_sq += target[i] * target[i]
+    stack_impurity[0] = total_sq / n_samples - (total / n_samples) ** 2
+    top = 1
+    node_count = 0
+    for j in range(n_features):
+        importance[j] = 0.0
+    while top > 0:
+        top -= 1
+        start, end, depth = stack[top, 0], stack[top, 1], stack[top, 2]
+        parent, is_left, n_known = stack[top, 3], stack[top, 4], stack[top, 5]
+        impurity = stack_impurity[top]
+        n_node = end - start
+        node = node_count
+        node_count += 1
+        if parent >= 0:
+            if is_left:
+                left[parent] = node
+            else:
+                right[parent] = node
+        feature[node] = -1
+        left[node] = -1
+        right[node] = -1
+        leaf_span[node, 0] = start
+        leaf_span[node, 1] = end
+        if depth >= max_depth or n_node < 2 or impurity <= _EPSILON:
+            continue
+        node_sum = 0.0
+        row = order[0]
+        for p in range(start, end):
+            node_sum += target[row[p]]
+
+        # The splitter's Fisher-Yates feature draw, constant-feature bookkeeping included.
+        best_proxy = -np.inf
+        best_pos = end
+        best_feature = -1
+        best_threshold = 0.0
+        f_i = n_features
+        n_visited = 0
+        n_found = 0
+        n_drawn = 0
+        n_total = n_known
+        while f_i > n_total and (n_visited < n_features or n_visited <= n_found + n_drawn):
+            n_visited += 1
+            f_j = _rand_int(n_drawn, f_i - n_found, state)
+            if f_j < n_known:
+                features[n_drawn], features[f_j] = features[f_j], features[n_drawn]
+                n_drawn += 1
+                continue
+            f_j += n_found
+            f = features[f_j]
+            row = order[f]
+            vals = values[f]
+            if vals[end - 1] <= vals[start] + _FEATURE_THRESHOLD:
+                features[f_j], features[n_total] = features[n_total], features[f_j]
+                n_found += 1
+                n_total += 1
+                continue
+            f_i -= 1
+            features[f_i], features[f_j] = features[f_j], features[f_i]
+            # Gather the targets in feature order first: independent loads overlap, the scan
+            # below then reads sequentially.
+            for p in range(start, end):
+                gathered[p] = target[row[p]]
+            sum_left = 0.0
+            p = start
+            while p < end:
+                sum_left += gathered[p]
+                while p + 1 < end and vals[p + 1] <= vals[p] + _FEATURE_THRESHOLD:
+                    p += 1
+                    sum_left += gathered[p]
+                p_prev = p
+                p += 1
+                if p >= end:
+                    break
+                sum_right = node_sum - sum_left
+                proxy = (
+                    sum_left * sum_left * inverse[p - start]
+                    + sum_right * sum_right * inverse[end - p]
+                )
+                if proxy > best_proxy:
+                    best_proxy = proxy
+                    best_pos = p
+                    best_feature = f
+                    a = np.float64(vals[p_prev])
+                    b = np.float64(vals[p])
+                    best_threshold = a / 2.0 + b / 2.0
+                    if best_threshold == b or np.isinf(best_threshold):
+                        best_threshold = a
+        for j in range(n_known):
+            features[j] = constant_features[j]
+        for j in range(n_known, n_known + n_found):
+            constant_features[j] = features[j]
+        if best_pos >= end:
+            continue
+
+        # Partition the spans, stably, into the left child's samples then the right's: every row
+        # when the children will be split again, else row 0 only (leaves need just membership).
+        row = order[best_feature]
+        for p in range(start, end):
+            in_left[row[p]] = p < best_pos
+        last_row = n_features if depth + 1 < max_depth else 1
+        for f in range(last_row):
+            if f == best_feature:
+                continue
+            row = order[f]
+            vals = values[f]
+            # Branch-free: both destinations are written, one cursor advances.
+            n_l = start
+            n_r = 0
+            for p in range(start, end):
+                s = row[p]
+                v = vals[p]
+                go_left = in_left[s]
+                row[n_l] = s
+                vals[n_l] = v
+                scratch[n_r] = s
+                scratch_values[n_r] = v
+                n_l += go_left
+                n_r += 1 - go_left
+            for p in range(n_r):
+                row[n_l + p] = scratch[p]
+                vals[n_l + p] = scratch_values[p]
+        row = order[best_feature]
+        sum_l = 0.0
+        sq_l = 0.0
+        for p in range(start, best_pos):
+            t = target[row[p]]
+            sum_l += t
+            sq_l += t * t
+        sum_r = 0.0
+        sq_r = 0.0
+        for p in range(best_pos, end):
+            t = target[row[p]]
+            sum_r += t
+            sq_r += t * t
+        w_l = best_pos - start
+        w_r = end - best_pos
+        impurity_l = sq_l / w_l - (sum_l / w_l) ** 2
+        impurity_r = sq_r / w_r - (sum_r / w_r) ** 2
+        improvement = (n_node / n_samples) * (
+            impurity - w_r / n_node * impurity_r - w_l / n_node * impurity_l
+        )
+        if improvement + _EPSILON < 0.0:  # min_impurity_decrease = 0
+            continue
+        feature[node] = best_feature
+        threshold[node] = best_threshold
+        importance[best_feature] += (
+            n_node * impurity - w_l * impurity_l - w_r * impurity_r
+        ) / n_samples
+        n_constant = n_total
+        stack[top, 0], stack[top, 1], stack[top, 2] = best_pos, end, depth + 1
+        stack[top, 3], stack[top, 4], stack[top, 5] = node, 0, n_constant
+        stack_impurity[top] = impurity_r
+        top += 1
+        stack[top, 0], stack[top, 1], stack[top, 2] = start, best_pos, depth + 1
+        stack[top, 3], stack[top, 4], stack[top, 5] = node, 1, n_constant
+        stack_impurity[top] = impurity_l
+        top += 1
+    return node_count
+
+
+@njit(cache=True, nogil=True)
+def _boost(sorted_order, sorted_values, y, n_classes, seeds, init_raw, learning_rate, max_depth):  # fmt: skip
+    n_features, n_samples = sorted_order.shape
+    n_stages, n_trees = seeds.shape
+    multiclass = n_classes > 2
+    raw = np.empty((n_samples, n_trees))
+    for i in range(n_samples):
+        for k in range(n_trees):
+            raw[i, k] = init_raw[k]
+    feature = np.full((n_stages, n_trees, _MAX_NODES), -1, np.int64)
+    threshold = np.zeros((n_stages, n_trees, _MAX_NODES))
+    left = np.full((n_stages, n_trees, _MAX_NODES), -1, np.int64)
+    right = np.full((n_stages, n_trees, _MAX_NODES), -1, np.int64)
+    value = np.zeros((n_stages, n_trees, _MAX_NODES))
+    importance_sum = np.zeros(n_features)
+    tree_importance = np.zeros(n_features)
+    n_relevant = 0
+    neg_gradient = np.empty((n_samples, n_trees))
+    order = np.empty_like(sorted_order)
+    values = np.empty_like(sorted_values)
+    leaf_span = np.empty((_MAX_NODES, 2), np.int64)
+    in_left = np.zeros(n_samples, np.int64)
+    scratch = np.empty(n_samples, sorted_order.dtype)
+    scratch_values = np.empty(n_samples, sorted_values.dtype)
+    inverse = 1.0 / np.maximum(np.arange(n_samples + 1), 1)
+    gathered = np.empty(n_samples)
+    for stage in range(n_stages):
+        for i in range(n_samples):
+            if multiclass:
+                top = raw[i, 0]
+                for k in range(1, n_trees):
+                    top = max(top, raw[i, k])
+                norm = 0.0
+                for k in range(n_trees):
+                    norm += np.exp(raw[i, k] - top)
+                for k in range(n_trees):
+                    neg_gradient[i, k] = (1.0 if y[i] == k else 0.0) - np.exp(
+                        raw[i, k] - top
+                    ) / norm
+            else:
+                neg_gradient[i, 0] = (1.0 if y[i] == 1 else 0.0) - 1.0 / (1.0 + np.exp(-raw[i, 0]))
+        for k in range(n_trees):
+            order[:] = sorted_order
+            values[:] = sorted_values
+            target = np.ascontiguousarray(neg_gradient[:, k])
+            count = _fit_tree(
+                order, values, target, seeds[stage, k], max_depth, feature[stage, k],
+                threshold[stage, k], left[stage, k], right[stage, k], leaf_span,
+                tree_importance, in_left, scratch, scratch_values, inverse, gathered,
+            )  # fmt: skip
+            if count > 1:
+                n_relevant += 1
+                for j in range(n_features):
+                    importance_sum[j] += tree_importance[j]
+            label = k if multiclass else 1
+            rows = order[0]
+            for node in range(count):
+                if feature[stage, k, node] >= 0:
+                    continue
+                start, end = leaf_span[node, 0], leaf_span[node, 1]
+                numerator = 0.0
+                denominator = 0.0
+                for p in range(start, end):
+                    g = target[rows[p]]
+                    prob = (1.0 if y[rows[p]] == label else 0.0) - g
+                    numerator += g
+                    denominator += prob * (1.0 - prob)
+                numerator /= end - start
+                denominator /= end - start
+                if multiclass:
+                    numerator *= (n_classes - 1) / n_classes
+                update = 0.0 if abs(denominator) < 1e-150 else numerator / denominator
+                value[stage, k, node] = update
+                for p in range(start, end):
+                    raw[rows[p], k] += learning_rate * update
+    if n_relevant > 0:
+        importance_sum /= n_relevant
+        total = importance_sum.sum()
+        if total > 0:
+            importance_sum /= total
+    return feature, threshold, left, right, value, importance_sum, raw
+
+
+@njit(cache=True, nogil=True)
+def _raw_predict(x, init_raw, feature, threshold, left, right, value, learning_rate):  # fmt: skip
+    n_stages, n_trees = feature.shape[0], feature.shape[1]
+    raw = np.empty((x.shape[0], n_trees))
+    for i in range(x.shape[0]):
+        for k in range(n_trees):
+            total = init_raw[k]
+            for stage in range(n_stages):
+                node = 0
+                while feature[stage, k, node] >= 0:
+                    if x[i, feature[stage, k, node]] <= threshold[stage, k, node]:
+                        node = left[stage, k, node]
+                    else:
+                        node = right[stage, k, node]
+                total += learning_rate * value[stage, k, node]
+            raw[i, k] = total
+    return raw
+
+
+def sorted_features(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature, the samples in order of float32 value and those values: (n_features, n_samples)
+    each. Computed once per code matrix and shared by every factor's fit."""
+    x32 = np.asarray(x, np.float32)
+    order = np.argsort(x32, axis=0, kind="stable")
+    values = np.take_along_axis(x32, order, axis=0)
+    return np.ascontiguousarray(order.T.astype(np.int32)), np.ascontiguousarray(values.T)
+
+
+def fit(
+    x: np.ndarray,
+    labels: np.ndarray,
+    random_state: int,
+    presorted: tuple[np.ndarray, np.ndarray] | None = None,
+) -> BoostedTrees:
+    """Fit as ``GradientBoostingClassifier(random_state=random_state).fit(x, labels)`` would."""
+    classes, y = np.unique(labels, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError("boosting needs at least 2 classes")
+    prior = np.bincount(y, minlength=len(classes)) / len(y)
+    eps = np.finfo(np.float64).eps
+    if len(classes) == 2:
+        init_raw = np.array([logit(np.clip(prior[1], eps, 1 - eps))])
+    else:
+        prior = np.clip(prior, eps, 1 - eps)
+        init_raw = np.log(prior / gmean(prior))
+    # One splitter seed per tree, drawn from the estimator's RandomState as sklearn draws them.
+    generator = np.random.RandomState(random_state)
+    n_trees = len(init_raw)
+    seeds = np.array(
+        [[generator.randint(0, _RAND_R_MAX) for _ in range(n_trees)] for _ in range(N_STAGES)],
+        dtype=np.int64,
+    )
+    order, values = sorted_features(x) if presorted is None else presorted
+    feature, threshold, left, right, value, importance, raw = _boost(
+        order, values, y.astype(np.int64), len(classes), seeds, init_raw, LEARNING_RATE, MAX_DEPTH
+    )
+    return BoostedTrees(classes, init_raw, feature, threshold, left, right, value, importance, raw)
+
+
+def decision_to_labels(model: BoostedTrees, raw: np.ndarray) -> np.ndarray:
+    if raw.shape[1] == 1:
+        return model.classes[(raw[:, 0] > 0).astype(int)]
+    return model.classes[np.argmax(raw, axis=1)]
+
+
+def predict(model: BoostedTrees, x: np.ndarray) -> np.ndarray:
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    raw = _raw_predict(
+        x32, model.init_raw, model.feature, model.threshold, model.left, model.right,
+        model.value, LEARNING_RATE,
+    )  # fmt: skip
+    return decision_to_labels(model, raw)
