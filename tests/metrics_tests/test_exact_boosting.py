@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from sklearn.ensemble import GradientBoostingClassifier
 
 from trainables.metrics import _exact_boosting
-from trainables.metrics.dci import dci
+from trainables.metrics.dci import _TreeParallelGBC, dci
 
 SIZES = (2, 3, 5)
 
@@ -77,6 +79,23 @@ def test_fast_dci_matches_reference_dci_on_varied_codes():
         # D moves by up to ~0.002 here (benchmarks/metrics.py measures study-size codes).
         np.testing.assert_allclose(fast, reference, atol=0.005)
         assert fast.informativeness_test == reference.informativeness_test
+
+
+def test_tree_parallel_reference_fits_sklearns_model_exactly():
+    """Reference DCI fits each stage's per-class trees on a thread pool: same model, bit for bit."""
+    rng = np.random.default_rng(6)
+    factors = np.stack([rng.integers(0, s, 400) for s in SIZES], axis=1)
+    codes = _codes("discrete", factors, rng)  # ties: tree RNG matters, so its hand-over is checked
+    plain = GradientBoostingClassifier(random_state=9).fit(codes, factors[:, 2])
+    with ThreadPoolExecutor(3) as pool:
+        threaded = _TreeParallelGBC(random_state=9)
+        threaded.tree_pool = pool
+        threaded.fit(codes, factors[:, 2])
+    assert np.array_equal(threaded.feature_importances_, plain.feature_importances_)
+    for ours, theirs in zip(threaded.estimators_.ravel(), plain.estimators_.ravel(), strict=True):
+        assert np.array_equal(ours.tree_.feature, theirs.tree_.feature)
+        assert np.array_equal(ours.tree_.threshold, theirs.tree_.threshold)
+        assert np.array_equal(ours.tree_.value, theirs.tree_.value)
 
 
 def test_needs_two_classes():
