@@ -53,7 +53,8 @@ def _mig_eval(x: MetricInput) -> dict[str, float]:
 
 
 def _sap_eval(x: MetricInput) -> dict[str, float]:
-    return {"sap": _sap.sap(x.codes_train, x.factors_train, x.codes_test, x.factors_test)}
+    scores = _sap.sap(x.codes_train, x.factors_train, x.codes_test, x.factors_test, n_jobs=x.n_jobs)
+    return {"sap": scores}
 
 
 def _sap_continuous_eval(x: MetricInput) -> dict[str, float]:
