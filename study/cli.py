@@ -166,10 +166,11 @@ def score(
     names = [m.strip() for m in metrics.split(",")] if metrics else None
     try:
         arrays = load_arrays(file)
-        with console.status("computing metrics"):
+        with console.status("computing metrics") as status:
             result = score_arrays(
-                arrays, names, mode=mode, seed=seed, num_train=num_train, num_test=num_test
-            )
+                arrays, names, mode=mode, seed=seed, num_train=num_train, num_test=num_test,
+                on_metric=lambda name, i, n: status.update(f"computing {name} ({i + 1}/{n}, {mode})"),
+            )  # fmt: skip
     except ValueError as err:
         _fail(str(err))
     if as_json:

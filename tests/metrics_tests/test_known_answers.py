@@ -261,3 +261,19 @@ def test_sampling_metrics_on_a_dataset_and_encoder():
     assert view.factor_names == ("shape", "posX", "posY")
     assert scores.num_active_dims == 2
     assert 0.5 < scores.eval_accuracy < 0.9  # posX and posY votes right, shape votes wrong
+
+
+def test_score_arrays_reports_each_metric_as_it_starts(rng):
+    from trainables.metrics.scoring import score_arrays
+
+    factors = rng.integers(0, 3, (300, 2))
+    codes = factors + rng.normal(0, 0.1, factors.shape)
+    started = []
+    result = score_arrays(
+        {"codes": codes, "factors": factors}, ["mig", "sap", "factor_vae"],
+        on_metric=lambda *progress: started.append(progress),
+    )  # fmt: skip
+    # factor_vae is skipped (rows are not the factor grid), so two metrics run
+    assert started == [("mig", 0, 2), ("sap", 1, 2)]
+    assert result["mig"] > 0.9 and set(result["seconds"]) == {"mig", "sap"}
+    assert "factor_vae" in result["skipped"]

@@ -11,6 +11,7 @@ and BetaVAE run on it (they must fix one factor and vary the others).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,9 @@ def score_arrays(
     num_train: int | None = None,
     num_test: int | None = None,
     n_jobs: int = -1,
+    on_metric: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, object]:
+    """``on_metric(name, index, total)`` is called as each metric starts (progress display)."""
     metrics = list(metrics or DEFAULT_METRICS)
     for name in metrics:
         get_metric(name)
@@ -82,9 +85,10 @@ def score_arrays(
     inputs = MetricInput(*train, *test, rng=rng, source=source, n_jobs=n_jobs, mode=mode)
     result: dict[str, object] = {}
     seconds: dict[str, float] = {}
-    for name in metrics:
-        if name in skipped:
-            continue
+    to_run = [m for m in metrics if m not in skipped]
+    for index, name in enumerate(to_run):
+        if on_metric:
+            on_metric(name, index, len(to_run))
         started = time.perf_counter()
         result.update(get_metric(name).evaluate(inputs))
         seconds[name] = round(time.perf_counter() - started, 4)
