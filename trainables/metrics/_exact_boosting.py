@@ -21,6 +21,8 @@ proxy ties another to the last bit could, in principle, go the other way.
 
 from __future__ import annotations
 
+import queue
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -63,13 +65,16 @@ def _rand_int(low, high, state):
 
 
 @njit(cache=True, nogil=True)
-def _fit_tree(order, values, target, seed, max_depth, feature, threshold, left, right, leaf_span,
-              importance, in_left, scratch, scratch_values, inverse, gathered):  # fmt: skip
+def _fit_tree(sorted_order, sorted_values, order, values, target, seed, max_depth, feature,
+              threshold, left, right, leaf_span, importance, in_left, scratch, scratch_values,
+              inverse, gathered):  # fmt: skip
     """Grow one regression tree on ``target``; returns its node count.
 
-    ``order`` (n_features, n_samples) holds, per feature, the samples sorted by that feature and
-    ``values`` their float32 feature values; every node owns the span [start, end) of each row,
-    sorted within the span. Leaf spans are valid in row 0.
+    ``sorted_order`` (n_features, n_samples) holds, per feature, the samples sorted by that feature
+    and ``sorted_values`` their float32 values (read only). ``order`` / ``values`` are the working
+    copies: the root's split partitions into them out of place (no per-tree copy), deeper splits in
+    place; every node owns the span [start, end) of each row, sorted within the span. Leaf spans are
+    valid in ``order[0]`` (in ``sorted_order[0]`` when the root is the only leaf).
     """
     n_features, n_samples = order.shape
     state = np.empty(1, np.int64)
@@ -112,8 +117,10 @@ def _fit_tree(order, values, target, seed, max_depth, feature, threshold, left, 
         leaf_span[node, 1] = end
         if depth >= max_depth or n_node < 2 or impurity <= _EPSILON:
             continue
+        src_order = sorted_order if node == 0 else order
+        src_values = sorted_values if node == 0 else values
         node_sum = 0.0
-        row = order[0]
+        row = src_order[0]
         for p in range(start, end):
             node_sum += target[row[p]]
 
@@ -136,8 +143,8 @@ def _fit_tree(order, values, target, seed, max_depth, feature, threshold, left, 
                 continue
             f_j += n_found
             f = features[f_j]
-            row = order[f]
-            vals = values[f]
+            row = src_order[f]
+            vals = src_values[f]
             if vals[end - 1] <= vals[start] + _FEATURE_THRESHOLD:
                 features[f_j], features[n_total] = features[n_total], features[f_j]
                 n_found += 1
@@ -149,17 +156,14 @@ def _fit_tree(order, values, target, seed, max_depth, feature, threshold, left, 
             # below then reads sequentially.
             for p in range(start, end):
                 gathered[p] = target[row[p]]
+            # Candidate splits sit between neighbours more than FEATURE_THRESHOLD apart (sklearn
+            # walks chains of near-equal values; this visits the same positions).
             sum_left = 0.0
-            p = start
-            while p < end:
-                sum_left += gathered[p]
-                while p + 1 < end and vals[p + 1] <= vals[p] + _FEATURE_THRESHOLD:
-                    p += 1
-                    sum_left += gathered[p]
-                p_prev = p
-                p += 1
-                if p >= end:
-                    break
+            for p_prev in range(start, end - 1):
+                sum_left += gathered[p_prev]
+                if vals[p_prev + 1] <= vals[p_prev] + _FEATURE_THRESHOLD:
+                    continue
+                p = p_prev + 1
                 sum_right = node_sum - sum_left
                 proxy = (
                     sum_left * sum_left * inverse[p - start]
@@ -183,11 +187,24 @@ def _fit_tree(order, values, target, seed, max_depth, feature, threshold, left, 
 
         # Partition the spans, stably, into the left child's samples then the right's: every row
         # when the children will be split again, else row 0 only (leaves need just membership).
-        row = order[best_feature]
+        row = src_order[best_feature]
         for p in range(start, end):
             in_left[row[p]] = p < best_pos
         last_row = n_features if depth + 1 < max_depth else 1
         for f in range(last_row):
+            if node == 0:  # out of place, from the sorted arrays into the working ones
+                src, src_v, dst, dst_v = sorted_order[f], sorted_values[f], order[f], values[f]
+                i_l = start
+                i_r = best_pos
+                for p in range(start, end):
+                    s = src[p]
+                    go_left = in_left[s]
+                    i = i_l if go_left else i_r
+                    dst[i] = s
+                    dst_v[i] = src_v[p]
+                    i_l += go_left
+                    i_r += 1 - go_left
+                continue
             if f == best_feature:
                 continue
             row = order[f]
@@ -208,7 +225,7 @@ def _fit_tree(order, values, target, seed, max_depth, feature, threshold, left, 
             for p in range(n_r):
                 row[n_l + p] = scratch[p]
                 vals[n_l + p] = scratch_values[p]
-        row = order[best_feature]
+        row = src_order[best_feature]
         sum_l = 0.0
         sq_l = 0.0
         for p in range(start, best_pos):
@@ -248,86 +265,56 @@ def _fit_tree(order, values, target, seed, max_depth, feature, threshold, left, 
 
 
 @njit(cache=True, nogil=True)
-def _boost(sorted_order, sorted_values, y, n_classes, seeds, init_raw, learning_rate, max_depth):  # fmt: skip
-    n_features, n_samples = sorted_order.shape
-    n_stages, n_trees = seeds.shape
-    multiclass = n_classes > 2
-    raw = np.empty((n_samples, n_trees))
+def _negative_gradient(raw, y, n_classes, out):
+    """Per tree k, y_k - p_k (softmax over classes; binary: the logistic of the one raw score)."""
+    n_trees, n_samples = raw.shape
     for i in range(n_samples):
+        if n_classes == 2:
+            out[0, i] = (1.0 if y[i] == 1 else 0.0) - 1.0 / (1.0 + np.exp(-raw[0, i]))
+            continue
+        top = raw[0, i]
+        for k in range(1, n_trees):
+            top = max(top, raw[k, i])
+        norm = 0.0
         for k in range(n_trees):
-            raw[i, k] = init_raw[k]
-    feature = np.full((n_stages, n_trees, _MAX_NODES), -1, np.int64)
-    threshold = np.zeros((n_stages, n_trees, _MAX_NODES))
-    left = np.full((n_stages, n_trees, _MAX_NODES), -1, np.int64)
-    right = np.full((n_stages, n_trees, _MAX_NODES), -1, np.int64)
-    value = np.zeros((n_stages, n_trees, _MAX_NODES))
-    importance_sum = np.zeros(n_features)
-    tree_importance = np.zeros(n_features)
-    n_relevant = 0
-    neg_gradient = np.empty((n_samples, n_trees))
-    order = np.empty_like(sorted_order)
-    values = np.empty_like(sorted_values)
-    leaf_span = np.empty((_MAX_NODES, 2), np.int64)
-    in_left = np.zeros(n_samples, np.int64)
-    scratch = np.empty(n_samples, sorted_order.dtype)
-    scratch_values = np.empty(n_samples, sorted_values.dtype)
-    inverse = 1.0 / np.maximum(np.arange(n_samples + 1), 1)
-    gathered = np.empty(n_samples)
-    for stage in range(n_stages):
-        for i in range(n_samples):
-            if multiclass:
-                top = raw[i, 0]
-                for k in range(1, n_trees):
-                    top = max(top, raw[i, k])
-                norm = 0.0
-                for k in range(n_trees):
-                    norm += np.exp(raw[i, k] - top)
-                for k in range(n_trees):
-                    neg_gradient[i, k] = (1.0 if y[i] == k else 0.0) - np.exp(
-                        raw[i, k] - top
-                    ) / norm
-            else:
-                neg_gradient[i, 0] = (1.0 if y[i] == 1 else 0.0) - 1.0 / (1.0 + np.exp(-raw[i, 0]))
+            norm += np.exp(raw[k, i] - top)
         for k in range(n_trees):
-            order[:] = sorted_order
-            values[:] = sorted_values
-            target = np.ascontiguousarray(neg_gradient[:, k])
-            count = _fit_tree(
-                order, values, target, seeds[stage, k], max_depth, feature[stage, k],
-                threshold[stage, k], left[stage, k], right[stage, k], leaf_span,
-                tree_importance, in_left, scratch, scratch_values, inverse, gathered,
-            )  # fmt: skip
-            if count > 1:
-                n_relevant += 1
-                for j in range(n_features):
-                    importance_sum[j] += tree_importance[j]
-            label = k if multiclass else 1
-            rows = order[0]
-            for node in range(count):
-                if feature[stage, k, node] >= 0:
-                    continue
-                start, end = leaf_span[node, 0], leaf_span[node, 1]
-                numerator = 0.0
-                denominator = 0.0
-                for p in range(start, end):
-                    g = target[rows[p]]
-                    prob = (1.0 if y[rows[p]] == label else 0.0) - g
-                    numerator += g
-                    denominator += prob * (1.0 - prob)
-                numerator /= end - start
-                denominator /= end - start
-                if multiclass:
-                    numerator *= (n_classes - 1) / n_classes
-                update = 0.0 if abs(denominator) < 1e-150 else numerator / denominator
-                value[stage, k, node] = update
-                for p in range(start, end):
-                    raw[rows[p], k] += learning_rate * update
-    if n_relevant > 0:
-        importance_sum /= n_relevant
-        total = importance_sum.sum()
-        if total > 0:
-            importance_sum /= total
-    return feature, threshold, left, right, value, importance_sum, raw
+            out[k, i] = (1.0 if y[i] == k else 0.0) - np.exp(raw[k, i] - top) / norm
+
+
+@njit(cache=True, nogil=True)
+def _grow_and_apply(sorted_order, sorted_values, target, y, label, n_classes, seed, max_depth,
+                    learning_rate, feature, threshold, left, right, value, importance, raw,
+                    order, values, leaf_span, in_left, scratch, scratch_values, inverse,
+                    gathered):  # fmt: skip
+    """One tree: grow it on ``target``, set its Newton leaf values, add them to ``raw`` (this
+    tree's column). Touches only this tree's outputs and the given scratch buffers, so the trees of
+    a stage can run on concurrent threads. Returns the node count."""
+    count = _fit_tree(
+        sorted_order, sorted_values, order, values, target, seed, max_depth, feature, threshold,
+        left, right, leaf_span, importance, in_left, scratch, scratch_values, inverse, gathered,
+    )  # fmt: skip
+    rows = order[0] if count > 1 else sorted_order[0]
+    for node in range(count):
+        if feature[node] >= 0:
+            continue
+        start, end = leaf_span[node, 0], leaf_span[node, 1]
+        numerator = 0.0
+        denominator = 0.0
+        for p in range(start, end):
+            g = target[rows[p]]
+            prob = (1.0 if y[rows[p]] == label else 0.0) - g
+            numerator += g
+            denominator += prob * (1.0 - prob)
+        numerator /= end - start
+        denominator /= end - start
+        if n_classes > 2:
+            numerator *= (n_classes - 1) / n_classes
+        update = 0.0 if abs(denominator) < 1e-150 else numerator / denominator
+        value[node] = update
+        for p in range(start, end):
+            raw[rows[p]] += learning_rate * update
+    return count
 
 
 @njit(cache=True, nogil=True)
@@ -363,8 +350,12 @@ def fit(
     labels: np.ndarray,
     random_state: int,
     presorted: tuple[np.ndarray, np.ndarray] | None = None,
+    tree_pool: ThreadPoolExecutor | None = None,
 ) -> BoostedTrees:
-    """Fit as ``GradientBoostingClassifier(random_state=random_state).fit(x, labels)`` would."""
+    """Fit as ``GradientBoostingClassifier(random_state=random_state).fit(x, labels)`` would.
+
+    ``presorted``: ``sorted_features(x)``, to share across fits on the same codes. ``tree_pool``:
+    each stage's per-class trees run on it (the result does not depend on it)."""
     classes, y = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
         raise ValueError("boosting needs at least 2 classes")
@@ -383,10 +374,58 @@ def fit(
         dtype=np.int64,
     )
     order, values = sorted_features(x) if presorted is None else presorted
-    feature, threshold, left, right, value, importance, raw = _boost(
-        order, values, y.astype(np.int64), len(classes), seeds, init_raw, LEARNING_RATE, MAX_DEPTH
+    n_samples, n_features = len(y), order.shape[0]
+    y = y.astype(np.int64)
+    shape = (N_STAGES, n_trees, _MAX_NODES)
+    feature, left, right = (np.full(shape, -1, np.int64) for _ in range(3))
+    threshold, value = np.zeros(shape), np.zeros(shape)
+    tree_importance = np.zeros((N_STAGES, n_trees, n_features))
+    node_count = np.zeros((N_STAGES, n_trees), np.int64)
+    raw = np.repeat(init_raw[:, None], n_samples, axis=1)  # (n_trees, n_samples)
+    neg_gradient = np.empty_like(raw)
+    inverse = 1.0 / np.maximum(np.arange(n_samples + 1), 1)
+    buffers: queue.SimpleQueue = queue.SimpleQueue()  # one set per tree running at once
+
+    def take_buffer():
+        try:
+            return buffers.get_nowait()
+        except queue.Empty:  # working rows and scratch for one more concurrent tree
+            return (
+                np.empty_like(order), np.empty_like(values), np.empty((_MAX_NODES, 2), np.int64),
+                np.zeros(n_samples, np.int64), np.empty(n_samples, order.dtype),
+                np.empty(n_samples, values.dtype), np.empty(n_samples),
+            )  # fmt: skip
+
+    def grow(stage: int, k: int) -> None:
+        buffer = take_buffer()
+        try:
+            order_w, values_w, leaf_span, in_left, scratch, scratch_values, gathered = buffer
+            node_count[stage, k] = _grow_and_apply(
+                order, values, neg_gradient[k], y, k if n_trees > 1 else 1, len(classes),
+                seeds[stage, k], MAX_DEPTH, LEARNING_RATE, feature[stage, k],
+                threshold[stage, k], left[stage, k], right[stage, k], value[stage, k],
+                tree_importance[stage, k], raw[k], order_w, values_w, leaf_span, in_left,
+                scratch, scratch_values, inverse, gathered,
+            )  # fmt: skip
+        finally:
+            buffers.put(buffer)
+
+    for stage in range(N_STAGES):
+        _negative_gradient(raw, y, len(classes), neg_gradient)
+        if tree_pool is None or n_trees == 1:
+            for k in range(n_trees):
+                grow(stage, k)
+        else:  # a stage's trees share only the gradients computed above
+            for done in [tree_pool.submit(grow, stage, k) for k in range(n_trees)]:
+                done.result()
+    relevant = node_count > 1
+    importance = np.zeros(n_features)
+    if relevant.any():  # as sklearn: mean over non-stump trees, normalised to sum 1
+        importance = np.mean(tree_importance[relevant], axis=0, dtype=np.float64)
+        importance = importance / importance.sum() if importance.sum() > 0 else importance
+    return BoostedTrees(
+        classes, init_raw, feature, threshold, left, right, value, importance, raw.T.copy()
     )
-    return BoostedTrees(classes, init_raw, feature, threshold, left, right, value, importance, raw)
 
 
 def decision_to_labels(model: BoostedTrees, raw: np.ndarray) -> np.ndarray:

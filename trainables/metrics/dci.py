@@ -11,7 +11,8 @@ model is the one ``GradientBoostingClassifier.fit`` returns (tested).
 
 Fast mode fits the same model with ``_exact_boosting`` (sklearn's algorithm, RNG included, in
 numba-compiled code that sorts each code dim once): the same trees and importances to rounding, many
-times faster. Its deviation from reference is measured by ``benchmarks/metrics.py`` and tested.
+times faster, spread over cores the same way (trees of a stage on the shared pool). Its deviation
+from reference is measured by ``benchmarks/metrics.py`` and tested.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ class _TreeParallelGBC(GradientBoostingClassifier):
 
 def _fit_factor(x_train, y_train, x_test, y_test, random_state, mode, presorted, tree_pool):
     if mode == "fast":
-        model = _exact_boosting.fit(x_train, y_train, random_state, presorted)
+        model = _exact_boosting.fit(x_train, y_train, random_state, presorted, tree_pool)
         train_predicted = _exact_boosting.decision_to_labels(model, model.train_raw)
         test_predicted = _exact_boosting.predict(model, x_test)
         importance = model.feature_importances
@@ -154,13 +155,10 @@ def importance_matrix(
     order = np.argsort(
         [-len(np.unique(factors_train[:, k])) for k in range(n_factors)], kind="stable"
     )
-    tree_pool = ThreadPoolExecutor(n_workers) if mode == "reference" and n_workers > 1 else None
+    tree_pool = ThreadPoolExecutor(n_workers) if n_workers > 1 else None
     try:
-        # Reference: every factor at once, their trees share the pool's n_workers threads.
-        # Fast: the compiled fits release the GIL, one factor per worker.
-        fitted = Parallel(
-            n_jobs=n_factors if tree_pool else n_workers, batch_size=1, prefer="threads"
-        )(
+        # Every factor at once; their trees share the pool's n_workers threads.
+        fitted = Parallel(n_jobs=n_factors if tree_pool else 1, batch_size=1, prefer="threads")(
             delayed(_fit_factor)(
                 codes_train,
                 factors_train[:, k],
