@@ -67,7 +67,7 @@ def _rand_int(low, high, state):
 @njit(cache=True, nogil=True)
 def _fit_tree(sorted_order, sorted_values, order, values, target, seed, max_depth, feature,
               threshold, left, right, leaf_span, importance, in_left, scratch, scratch_values,
-              inverse, gathered):  # fmt: skip
+              inverse, gathered, root_proxy, root_pos):  # fmt: skip
     """Grow one regression tree on ``target``; returns its node count.
 
     ``sorted_order`` (n_features, n_samples) holds, per feature, the samples sorted by that feature
@@ -75,6 +75,7 @@ def _fit_tree(sorted_order, sorted_values, order, values, target, seed, max_dept
     copies: the root's split partitions into them out of place (no per-tree copy), deeper splits in
     place; every node owns the span [start, end) of each row, sorted within the span. Leaf spans are
     valid in ``order[0]`` (in ``sorted_order[0]`` when the root is the only leaf).
+    ``root_proxy`` / ``root_pos``: per feature, the root's best split from ``_root_scan``.
     """
     n_features, n_samples = order.shape
     state = np.empty(1, np.int64)
@@ -152,6 +153,18 @@ def _fit_tree(sorted_order, sorted_values, order, values, target, seed, max_dept
                 continue
             f_i -= 1
             features[f_i], features[f_j] = features[f_j], features[f_i]
+            if node == 0:  # scanned already, for all trees of the stage at once
+                p = root_pos[f]
+                if p < end and root_proxy[f] > best_proxy:
+                    best_proxy = root_proxy[f]
+                    best_pos = p
+                    best_feature = f
+                    a = np.float64(vals[p - 1])
+                    b = np.float64(vals[p])
+                    best_threshold = a / 2.0 + b / 2.0
+                    if best_threshold == b or np.isinf(best_threshold):
+                        best_threshold = a
+                continue
             # Gather the targets in feature order first: independent loads overlap, the scan
             # below then reads sequentially.
             for p in range(start, end):
@@ -265,6 +278,46 @@ def _fit_tree(sorted_order, sorted_values, order, values, target, seed, max_dept
 
 
 @njit(cache=True, nogil=True)
+def _root_scan(sorted_order, sorted_values, targets, inverse, best_proxy, best_pos):
+    """The root split search of every tree of a stage in one pass per feature.
+
+    All trees' roots hold every sample in the same sorted order, so one walk serves them all, with
+    the per-tree scan's sums in the same order (same values, bit for bit). ``targets``: (n_samples,
+    n_trees); out: per (feature, tree) the first best proxy and its split position (n_samples when
+    the feature offers no split)."""
+    n_features, n_samples = sorted_order.shape
+    n_trees = targets.shape[1]
+    total = np.zeros(n_trees)
+    row = sorted_order[0]
+    for p in range(n_samples):
+        for k in range(n_trees):
+            total[k] += targets[row[p], k]
+    sum_left = np.empty(n_trees)
+    for f in range(n_features):
+        row = sorted_order[f]
+        vals = sorted_values[f]
+        for k in range(n_trees):
+            best_proxy[f, k] = -np.inf
+            best_pos[f, k] = n_samples
+            sum_left[k] = 0.0
+        for p in range(n_samples - 1):
+            s = row[p]
+            for k in range(n_trees):
+                sum_left[k] += targets[s, k]
+            if vals[p + 1] <= vals[p] + _FEATURE_THRESHOLD:
+                continue
+            inverse_left = inverse[p + 1]
+            inverse_right = inverse[n_samples - p - 1]
+            for k in range(n_trees):
+                sl = sum_left[k]
+                sr = total[k] - sl
+                proxy = sl * sl * inverse_left + sr * sr * inverse_right
+                if proxy > best_proxy[f, k]:
+                    best_proxy[f, k] = proxy
+                    best_pos[f, k] = p + 1
+
+
+@njit(cache=True, nogil=True)
 def _negative_gradient(raw, y, n_classes, out):
     """Per tree k, y_k - p_k (softmax over classes; binary: the logistic of the one raw score)."""
     n_trees, n_samples = raw.shape
@@ -286,13 +339,14 @@ def _negative_gradient(raw, y, n_classes, out):
 def _grow_and_apply(sorted_order, sorted_values, target, y, label, n_classes, seed, max_depth,
                     learning_rate, feature, threshold, left, right, value, importance, raw,
                     order, values, leaf_span, in_left, scratch, scratch_values, inverse,
-                    gathered):  # fmt: skip
+                    gathered, root_proxy, root_pos):  # fmt: skip
     """One tree: grow it on ``target``, set its Newton leaf values, add them to ``raw`` (this
     tree's column). Touches only this tree's outputs and the given scratch buffers, so the trees of
     a stage can run on concurrent threads. Returns the node count."""
     count = _fit_tree(
         sorted_order, sorted_values, order, values, target, seed, max_depth, feature, threshold,
         left, right, leaf_span, importance, in_left, scratch, scratch_values, inverse, gathered,
+        root_proxy, root_pos,
     )  # fmt: skip
     rows = order[0] if count > 1 else sorted_order[0]
     for node in range(count):
@@ -405,13 +459,21 @@ def fit(
                 seeds[stage, k], MAX_DEPTH, LEARNING_RATE, feature[stage, k],
                 threshold[stage, k], left[stage, k], right[stage, k], value[stage, k],
                 tree_importance[stage, k], raw[k], order_w, values_w, leaf_span, in_left,
-                scratch, scratch_values, inverse, gathered,
+                scratch, scratch_values, inverse, gathered, root_proxy[k], root_pos[k],
             )  # fmt: skip
         finally:
             buffers.put(buffer)
 
+    by_feature_proxy = np.empty((n_features, n_trees))
+    by_feature_pos = np.empty((n_features, n_trees), np.int64)
     for stage in range(N_STAGES):
         _negative_gradient(raw, y, len(classes), neg_gradient)
+        _root_scan(
+            order, values, np.ascontiguousarray(neg_gradient.T), inverse, by_feature_proxy,
+            by_feature_pos,
+        )  # fmt: skip
+        root_proxy = np.ascontiguousarray(by_feature_proxy.T)  # (n_trees, n_features)
+        root_pos = np.ascontiguousarray(by_feature_pos.T)
         if tree_pool is None or n_trees == 1:
             for k in range(n_trees):
                 grow(stage, k)
