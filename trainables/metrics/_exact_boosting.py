@@ -319,20 +319,27 @@ def _root_scan(sorted_order, sorted_values, targets, inverse, best_proxy, best_p
 
 @njit(cache=True, nogil=True)
 def _negative_gradient(raw, y, n_classes, out):
-    """Per tree k, y_k - p_k (softmax over classes; binary: the logistic of the one raw score)."""
+    """Per tree k, y_k - p_k (softmax over classes; binary: the logistic of the one raw score).
+
+    Row by row over the (n_trees, n_samples) layout, one exp per entry, as sklearn's
+    ``exp(raw - max) / sum``."""
     n_trees, n_samples = raw.shape
-    for i in range(n_samples):
-        if n_classes == 2:
+    if n_classes == 2:
+        for i in range(n_samples):
             out[0, i] = (1.0 if y[i] == 1 else 0.0) - 1.0 / (1.0 + np.exp(-raw[0, i]))
-            continue
-        top = raw[0, i]
-        for k in range(1, n_trees):
-            top = max(top, raw[k, i])
-        norm = 0.0
-        for k in range(n_trees):
-            norm += np.exp(raw[k, i] - top)
-        for k in range(n_trees):
-            out[k, i] = (1.0 if y[i] == k else 0.0) - np.exp(raw[k, i] - top) / norm
+        return
+    top = raw[0].copy()
+    for k in range(1, n_trees):
+        for i in range(n_samples):
+            top[i] = max(top[i], raw[k, i])
+    norm = np.zeros(n_samples)
+    for k in range(n_trees):
+        for i in range(n_samples):
+            out[k, i] = np.exp(raw[k, i] - top[i])
+            norm[i] += out[k, i]
+    for k in range(n_trees):
+        for i in range(n_samples):
+            out[k, i] = (1.0 if y[i] == k else 0.0) - out[k, i] / norm[i]
 
 
 @njit(cache=True, nogil=True)
