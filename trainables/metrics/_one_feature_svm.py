@@ -5,7 +5,7 @@ with an intercept, which sklearn (dual="auto" picks the primal here) hands to li
 Newton solver (TRON), one-vs-rest over classes. With one feature every quantity TRON needs (objective,
 gradient, Hessian) is a sum over the margin-violating points, and for a fixed class those points form
 a prefix or suffix of the samples sorted by the feature. So this module sorts each feature once,
-keeps prefix sums of 1, x and x^2 per class, finds the violating range by binary search with
+keeps prefix sums of 1, x and x^2 over all samples and over each class, finds the violating range by binary search with
 liblinear's own floating-point test (``a*x + b < 1``, monotone in x), and replays TRON's iterations
 (liblinear as vendored by scikit-learn: trust-region CG, its step-size rules, tolerance
 ``tol * max(min(pos, neg), 1) / n``) in O(log n) per evaluation instead of O(n).
@@ -13,8 +13,8 @@ liblinear's own floating-point test (``a*x + b < 1``, monotone in x), and replay
 Also reproduced from liblinear's ``train``: classes in sorted order; for two classes one problem with
 class 1 positive, C+ = C w1 and C- = C w0; for more, class i against the rest with C+ = C w_i but
 C- = C (liblinear does not weight the rest); prediction argmax of w x + b (two classes: > 0).
-Sums run in a different order, so weights agree to ~1e-12 and a test point that close to a decision
-boundary could fall on the other side.
+Sums run in a different order, so the weights agree to rounding, and a test point within rounding of
+a decision boundary could fall on the other side (never seen in the tests).
 """
 
 from __future__ import annotations
