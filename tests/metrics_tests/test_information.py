@@ -32,3 +32,12 @@ def test_entropy_equals_self_information(rng):
     a = rng.integers(0, 9, (300, 2))
     assert entropy(a) == pytest.approx([mutual_info_score(a[:, k], a[:, k]) for k in range(2)])
     assert entropy(np.zeros((10, 1), int))[0] == 0.0
+
+
+@pytest.mark.parametrize("offset", [0, 10**7, -5])  # used as bin ids as they are, or relabelled
+def test_mutual_information_does_not_depend_on_label_values(rng, offset):
+    a = rng.integers(0, 4, (500, 2))
+    b = rng.integers(0, 3, (500, 3)) * 7  # sparse label values: empty bins in between
+    expected = np.array([[mutual_info_score(a[:, i], b[:, k]) for k in range(3)] for i in range(2)])
+    np.testing.assert_allclose(mutual_information(a + offset, b + offset), expected, atol=1e-12)
+    np.testing.assert_allclose(entropy(b + offset), entropy(b // 7), atol=1e-12)

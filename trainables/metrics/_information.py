@@ -18,6 +18,12 @@ def discretise(codes: np.ndarray, n_bins: int = 20) -> np.ndarray:
 
 
 def _relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Labels as 0..n_labels-1 for bincount. Small non-negative integers (bin ids, factor classes)
+    are used as they are: unused values only add empty bins, and no sort is needed."""
+    if labels.dtype.kind in "iu" and len(labels):
+        low, high = int(labels.min()), int(labels.max())
+        if low >= 0 and high < 4 * len(labels) + 64:
+            return labels.astype(np.intp, copy=False), high + 1
     _, inverse = np.unique(labels, return_inverse=True)
     return inverse.reshape(labels.shape), int(inverse.max(initial=-1)) + 1
 
