@@ -129,7 +129,9 @@ def main() -> None:
             (
                 dci(ctr, ftr, cte, fte, rng=np.random.default_rng(0), n_jobs=-1, mode="fast")
             ).disentanglement
-        )
+        ),
+        budget=60.0,
+        max_repeats=3,
     )
     if args.skip_dci_reference:
         print(f"{'dci (fast)':<22}{t_fast:>9.2f}s{'-':>11}{'-':>10}{v_fast:>10.4f}")
