@@ -65,6 +65,19 @@ def _rand_int(low, high, state):
 
 
 @njit(cache=True, nogil=True)
+def _impurity(target, row, start, end):
+    """Squared-error impurity of target[row[start:end]], as sklearn computes it: E[t^2] - E[t]^2."""
+    total = 0.0
+    total_sq = 0.0
+    for p in range(start, end):
+        t = target[row[p]]
+        total += t
+        total_sq += t * t
+    n = end - start
+    return total_sq / n - (total / n) ** 2
+
+
+@njit(cache=True, nogil=True)
 def _fit_tree(sorted_order, sorted_values, order, values, target, seed, max_depth, feature,
               threshold, left, right, leaf_span, importance, in_left, scratch, scratch_values,
               inverse, gathered, root_proxy, root_pos):  # fmt: skip
@@ -88,12 +101,8 @@ def _fit_tree(sorted_order, sorted_values, order, values, target, seed, max_dept
     stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3], stack[0, 4], stack[0, 5] = (
         0, n_samples, 0, -1, 0, 0,
     )  # fmt: skip
-    total = 0.0
-    total_sq = 0.0
-    for i in range(n_samples):
-        total += target[i]
-        total_sq += target[i] * target[i]
-    stack_impurity[0] = total_sq / n_samples - (total / n_samples) ** 2
+    # sklearn's root holds the samples in index order: sum in that order
+    stack_impurity[0] = _impurity(target, np.arange(n_samples), 0, n_samples)
     top = 1
     node_count = 0
     for j in range(n_features):
@@ -239,22 +248,10 @@ def _fit_tree(sorted_order, sorted_values, order, values, target, seed, max_dept
                 row[n_l + p] = scratch[p]
                 vals[n_l + p] = scratch_values[p]
         row = src_order[best_feature]
-        sum_l = 0.0
-        sq_l = 0.0
-        for p in range(start, best_pos):
-            t = target[row[p]]
-            sum_l += t
-            sq_l += t * t
-        sum_r = 0.0
-        sq_r = 0.0
-        for p in range(best_pos, end):
-            t = target[row[p]]
-            sum_r += t
-            sq_r += t * t
         w_l = best_pos - start
         w_r = end - best_pos
-        impurity_l = sq_l / w_l - (sum_l / w_l) ** 2
-        impurity_r = sq_r / w_r - (sum_r / w_r) ** 2
+        impurity_l = _impurity(target, row, start, best_pos)
+        impurity_r = _impurity(target, row, best_pos, end)
         improvement = (n_node / n_samples) * (
             impurity - w_r / n_node * impurity_r - w_l / n_node * impurity_l
         )
