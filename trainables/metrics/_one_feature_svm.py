@@ -194,13 +194,12 @@ def _prefix(xs):
 
 
 @njit(cache=True, nogil=True)
-def _fit_predict(x_train, y_train, n_classes, class_weight, c, x_test):
-    """Labels (0..n_classes-1) predicted for ``x_test`` by the one-feature LinearSVC."""
-    n = x_train.shape[0]
-    order = np.argsort(x_train, kind="mergesort")
-    xs_all = x_train[order]
-    ys_all = y_train[order]
-    prefix_all = _prefix(xs_all)
+def _fit_predict(xs_all, prefix_all, ys_all, n_classes, class_weight, c, x_test):
+    """Labels (0..n_classes-1) predicted for ``x_test`` by the one-feature LinearSVC.
+
+    ``xs_all``: the training feature sorted, ``prefix_all`` its ``_prefix``, ``ys_all`` the labels
+    in that order (the sort and its sums are shared by every factor fitted on this code dim)."""
+    n = xs_all.shape[0]
     n_problems = 1 if n_classes == 2 else n_classes
     weights = np.empty((n_problems, 2))
     for problem in range(n_problems):
@@ -232,10 +231,14 @@ def _fit_predict(x_train, y_train, n_classes, class_weight, c, x_test):
 @njit(cache=True, nogil=True)
 def _accuracies(x_train, x_test, labels_train, labels_test, n_classes, class_weights, c):
     """Test accuracy of every factor's one-feature SVM on one code dim."""
+    order = np.argsort(x_train, kind="mergesort")
+    xs_all = x_train[order]
+    prefix_all = _prefix(xs_all)
     out = np.empty(labels_train.shape[1])
     for k in range(labels_train.shape[1]):
+        ys_all = labels_train[:, k][order]
         predicted = _fit_predict(
-            x_train, labels_train[:, k], n_classes[k], class_weights[k], c, x_test
+            xs_all, prefix_all, ys_all, n_classes[k], class_weights[k], c, x_test
         )
         out[k] = np.mean(predicted == labels_test[:, k])
     return out
@@ -290,8 +293,10 @@ def predict_labels(
     for ``x_test[:, None]``."""
     y_train = np.asarray(y_train)
     labels_train, _, n_classes, class_weights = encode_labels(y_train[:, None], y_train[:1, None])
+    x_train = np.asarray(x_train, np.float64)
+    order = np.argsort(x_train, kind="mergesort")
     predicted = _fit_predict(
-        np.ascontiguousarray(x_train, np.float64), labels_train[:, 0], n_classes[0],
+        x_train[order], _prefix(x_train[order]), labels_train[order, 0], n_classes[0],
         class_weights[0], c, np.ascontiguousarray(x_test, np.float64),
     )  # fmt: skip
     return np.unique(y_train)[predicted]
