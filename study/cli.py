@@ -151,8 +151,12 @@ def score(
         Path, typer.Argument(help=".npz with codes, factors [, codes_test, factors_test]")
     ],
     metrics: Annotated[str | None, typer.Option(help="Comma-separated metric names")] = None,
-    mode: Annotated[str, typer.Option(help="reference or fast")] = "reference",
-    seed: Annotated[int, typer.Option()] = 0,
+    mode: Annotated[
+        str | None, typer.Option(help="reference or fast (default: the file's, else reference)")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Metric RNG seed (default: the file's RNG state, else 0)")
+    ] = None,
     num_train: Annotated[int | None, typer.Option()] = None,
     num_test: Annotated[int | None, typer.Option()] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
@@ -161,7 +165,7 @@ def score(
     from trainables.metrics import MODES
     from trainables.metrics.scoring import load_arrays, score_arrays
 
-    if mode not in MODES:
+    if mode is not None and mode not in MODES:
         _fail(f"--mode must be one of {list(MODES)}, got {mode!r}")
     names = [m.strip() for m in metrics.split(",")] if metrics else None
     try:
@@ -169,7 +173,7 @@ def score(
         with console.status("computing metrics") as status:
             result = score_arrays(
                 arrays, names, mode=mode, seed=seed, num_train=num_train, num_test=num_test,
-                on_metric=lambda name, i, n: status.update(f"computing {name} ({i + 1}/{n}, {mode})"),
+                on_metric=lambda name, i, n: status.update(f"computing {name} ({i + 1}/{n})"),
             )  # fmt: skip
     except ValueError as err:
         _fail(str(err))

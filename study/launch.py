@@ -20,7 +20,7 @@ import ray
 import torch
 from ray import tune
 
-from trainables import get_family
+from trainables import NonFiniteLoss, get_family
 
 from . import tracking
 from .space import to_param_space
@@ -48,11 +48,11 @@ class RayContext:
         self.run = tracking.TrialRun(
             launch.tracking, context.get_trial_id(), context.get_trial_name(), params
         )
-        self._step = 0
 
-    def report(self, metrics: dict[str, float], *, state: dict[str, Any] | None = None) -> None:
-        self._step = int(metrics.get("epoch", self._step + 1))
-        self.run.log_metrics(metrics, step=self._step)
+    def report(
+        self, metrics: dict[str, float], *, step: int, state: dict[str, Any] | None = None
+    ) -> None:
+        self.run.log_metrics(metrics, step=step)
         if state is None:
             tune.report(metrics)
             return
@@ -65,15 +65,22 @@ class RayContext:
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as directory:
-            return torch.load(Path(directory) / _STATE_FILE, weights_only=False)
+            return torch.load(Path(directory) / _STATE_FILE, weights_only=True)
 
 
 def _ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo) -> None:
     torch.set_num_threads(launch.threads)
     family = get_family(launch.family)
     cfg = family.Config(**config["params"])
-    ctx = RayContext(launch, cfg.model_dump())
-    family.fit(cfg, data, ctx)
+    ctx = RayContext(launch, cfg.model_dump(mode="json"))
+    try:
+        family.fit(cfg, data, ctx)
+    except NonFiniteLoss as err:
+        # Diverged: rerunning from the checkpoint would diverge again. End this trial, FAILED
+        # with the reason, and let the study go on (no exception, so Tune does not retry).
+        ctx.run.finish(None, status="FAILED", reason=str(err))
+        tune.report({"diverged": 1.0})
+        return
     ctx.run.finish(ctx.artifact_dir)
 
 

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trainables import FAMILIES, DatasetConfig
+from trainables._eval import sampling_metrics_refusal
+from trainables.data import DataError
 from trainables.metrics import METRICS
 
 
@@ -126,9 +128,18 @@ def _check_family_params(spec: StudySpec, source: str) -> None:
             except ValidationError as err:
                 raise SpecError(_format_error(source, err, "sweep")) from None
     try:
-        spec.family_configs()  # cross-field rules (e.g. task_index < n_tasks) over the grid
+        configs = spec.family_configs()  # cross-field rules (e.g. task_index < n_tasks) over the grid
     except ValidationError as err:
         raise SpecError(_format_error(source, err, "sweep")) from None
+    # A metric the data view cannot feed is refused now, not after hours of training.
+    metric_lists = {tuple(getattr(c, "metrics", ())) for c in configs}
+    for metrics in metric_lists:
+        try:
+            why = sampling_metrics_refusal(spec.dataset, metrics)
+        except DataError as err:
+            raise SpecError(f"{source}: dataset: {err}") from None
+        if why:
+            raise SpecError(f"{source}: metrics: {why}")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
@@ -150,6 +161,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> d
 def parse_spec(raw: Any, source: str = "<spec>") -> StudySpec:
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: expected a mapping of study settings at the top level")
+    fixed = raw.get("fixed")
+    if raw.get("metrics") is not None and isinstance(fixed, dict) and "metrics" in fixed:
+        if list(fixed["metrics"] or []) != list(raw["metrics"]):
+            raise SpecError(
+                f"{source}: metrics: given both at the top level {raw['metrics']} and in "
+                f"fixed.metrics {fixed['metrics']}; keep one"
+            )
     try:
         spec = StudySpec(**raw)
     except ValidationError as err:

@@ -8,6 +8,7 @@ trial processes cannot do themselves (DESIGN section 8).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -47,15 +48,41 @@ def get_or_create_experiment(client: MlflowClient, study: str, uri: str) -> str:
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested dicts -> ``{"a.b": "value"}`` strings, as MLflow params."""
+    """Nested dicts -> ``{"a.b": "value"}`` strings, as MLflow params.
+
+    Strings stay as they are; everything else is JSON (lists stay lists, ``null`` stays None), so
+    ``unflatten`` gives back the config.
+    """
     flat: dict[str, str] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, str):
+            flat[name] = value
         else:
-            flat[name] = str(value)
+            flat[name] = json.dumps(value)
     return flat
+
+
+def parse_param(text: str) -> Any:
+    """A logged param back to its value: JSON where it parses, else the string itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def unflatten(flat: dict[str, str]) -> dict[str, Any]:
+    """Inverse of ``flatten``: ``{"a.b": "1"}`` -> ``{"a": {"b": 1}}``."""
+    nested: dict[str, Any] = {}
+    for name, text in flat.items():
+        node = nested
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = parse_param(text)
+    return nested
 
 
 @dataclass(frozen=True)
@@ -129,10 +156,14 @@ class TrialRun:
         for start in range(0, len(batch), 1000):  # MLflow's per-call limit
             self.client.log_batch(self.run_id, metrics=batch[start : start + 1000])
 
-    def finish(self, artifact_dir: Path | None) -> None:
+    def finish(
+        self, artifact_dir: Path | None, *, status: str = "FINISHED", reason: str = ""
+    ) -> None:
         if artifact_dir is not None and any(Path(artifact_dir).iterdir()):
             self.client.log_artifacts(self.run_id, str(artifact_dir))
-        self.client.set_terminated(self.run_id, "FINISHED")
+        if reason:
+            self.client.log_batch(self.run_id, tags=[RunTag("end_reason", reason[:5000])])
+        self.client.set_terminated(self.run_id, status)
 
 
 def close_trial_run(info: TrackingInfo, trial_id: str, status: str, reason: str = "") -> None:

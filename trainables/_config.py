@@ -1,10 +1,12 @@
-"""Configuration shared by families: the dataset view every trial of a study trains on."""
+"""Configuration shared by families: the dataset view every trial trains on, and the settings of the
+shared training loop and evaluation path that every family's ``Config`` extends."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class DatasetConfig(BaseModel):
@@ -23,3 +25,71 @@ class DatasetConfig(BaseModel):
     split_seed: int = 0
     split: tuple[float, float, float] = (0.75, 0.125, 0.125)
     """Train / validation / test fractions after a seeded shuffle (the multi-task paper's split)."""
+
+    @field_validator("split")
+    @classmethod
+    def _proper_split(cls, split: tuple[float, float, float]) -> tuple[float, float, float]:
+        # An empty split would be scored as if it held data (RMSE 0.0 on nothing).
+        if not all(math.isfinite(f) and f > 0 for f in split):
+            raise ValueError(f"every split fraction must be > 0, got {list(split)}")
+        if abs(sum(split) - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must sum to 1, got {list(split)} (sum {sum(split):g})")
+        return split
+
+
+class TrainConfig(BaseModel):
+    """What the shared loop (``trainables.loop``) and evaluation path (``trainables._eval``) read.
+
+    Progress counts ``epochs`` (passes over the train split) unless ``steps`` is set: Locatello et
+    al.'s families count 300k optimiser steps and report every ``report_every`` steps.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 0
+    epochs: int = Field(default=20, ge=0)
+    steps: int | None = Field(default=None, ge=0)
+    """Train for this many steps instead of ``epochs`` (batches continue across epochs)."""
+    report_every: int = Field(default=1000, gt=0)
+    """Steps between reports and checkpoints when ``steps`` is set (otherwise: every epoch)."""
+    batch_size: int = Field(default=64, gt=0)
+    lr: float = Field(default=1e-4, gt=0, allow_inf_nan=False)
+    device: str = "cpu"
+    """``cpu``, ``cuda``, ``cuda:1`` or ``auto`` (the trial's GPU when it has one)."""
+    metrics: list[str] = Field(default_factory=lambda: ["mig", "dci"])
+    metric_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per metric keyword options, e.g. ``{factor_vae: {num_train: 2000, num_eval: 1000}}``."""
+    metric_train_points: int = Field(default=10_000, gt=1)
+    metric_test_points: int = Field(default=5_000, gt=1)
+    metric_mode: Literal["reference", "fast"] = "fast"
+    """``fast``: DCI's boosting in compiled code, the reference's trees to rounding (README)."""
+    pictures: bool = True
+    """Reconstructions, traversals and a UMAP of the codes as PNG artifacts."""
+    umap_points: int = Field(default=2000, ge=10)
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, names: list[str]) -> list[str]:
+        from .metrics import get_metric
+
+        for name in names:
+            get_metric(name)  # raises "unknown metric ..."
+        if len(set(names)) != len(names):
+            raise ValueError(f"metrics listed twice: {names}")
+        return names
+
+    @model_validator(mode="after")
+    def _known_metric_options(self) -> TrainConfig:
+        from .metrics import get_metric
+
+        for name, options in self.metric_options.items():
+            if name not in self.metrics:
+                raise ValueError(f"metric_options.{name}: {name!r} is not in metrics {self.metrics}")
+            accepted = get_metric(name).options
+            for key in options:
+                if key not in accepted:
+                    raise ValueError(
+                        f"metric_options.{name}.{key}: unknown option; known: {sorted(accepted)}"
+                    )
+        return self
+

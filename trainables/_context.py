@@ -1,7 +1,8 @@
 """What a trainable sees of the world: report metrics, save and restore state, write artifacts.
 
 Trainables know nothing about Ray or MLflow; ``study.launch`` supplies a Ray-backed context and tests use
-``LocalContext``.
+``LocalContext``. Checkpoints hold tensors and plain containers only and are read with
+``weights_only=True``: a crafted checkpoint cannot run code.
 """
 
 from __future__ import annotations
@@ -16,32 +17,38 @@ import torch
 class TrialContext(Protocol):
     artifact_dir: Path
 
-    def report(self, metrics: dict[str, float], *, state: dict[str, Any] | None = None) -> None:
-        """Record one result; ``state`` (torch-serialisable) is checkpointed with it."""
+    def report(
+        self, metrics: dict[str, float], *, step: int, state: dict[str, Any] | None = None
+    ) -> None:
+        """Record one result at an explicit ``step``; ``state`` is checkpointed with it."""
 
     def restore(self) -> dict[str, Any] | None:
         """The state of the last checkpoint of this trial, or None on a fresh start."""
 
 
 class LocalContext:
-    """In-process context: keeps every report and the last checkpoint on disk."""
+    """In-process context: keeps every report (with its step) and the last checkpoint on disk."""
 
     def __init__(self, directory: str | Path | None = None):
         self.directory = Path(directory or tempfile.mkdtemp(prefix="trial-"))
         self.artifact_dir = self.directory / "artifacts"
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
         self.reports: list[dict[str, float]] = []
+        self.steps: list[int] = []
 
     @property
-    def _checkpoint(self) -> Path:
+    def checkpoint_path(self) -> Path:
         return self.directory / "checkpoint.pt"
 
-    def report(self, metrics: dict[str, float], *, state: dict[str, Any] | None = None) -> None:
+    def report(
+        self, metrics: dict[str, float], *, step: int, state: dict[str, Any] | None = None
+    ) -> None:
         self.reports.append(dict(metrics))
+        self.steps.append(int(step))
         if state is not None:
-            torch.save(state, self._checkpoint)
+            torch.save(state, self.checkpoint_path)
 
     def restore(self) -> dict[str, Any] | None:
-        if not self._checkpoint.exists():
+        if not self.checkpoint_path.exists():
             return None
-        return torch.load(self._checkpoint, weights_only=False)
+        return torch.load(self.checkpoint_path, weights_only=True)

@@ -1,18 +1,32 @@
-"""Shared pieces of every family: the prepared data view, encoding, and scoring representations."""
+"""The evaluation path every family shares: the prepared data view, encoding, scoring, artifacts.
+
+``evaluate`` samples the metric points (with replacement, as disentanglement_lib does), encodes them
+(the mean and, for stochastic encoders, a sample: both scored, the sample's names end in
+``_sampled``), reads them from the encoded grid where sampling metrics (FactorVAE, BetaVAE) need one,
+saves exactly the scored rows as ``codes.npz`` (with the metric RNG state, so ``study score`` on the
+file reproduces the logged values), scores them, and saves the DCI importance and MIG mutual-
+information matrices (``.npy`` and a heatmap) and the pictures.
+"""
 
 from __future__ import annotations
 
+import copy
+import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from . import data as datasets
 from ._config import DatasetConfig
-from .metrics import CodeSource, MetricInput, get_metric
+from .metrics import CodeSource, GridCodes, MetricInput, get_metric
+
+if TYPE_CHECKING:
+    from .loop import Trainer
 
 _RENDER_CHUNK = 8192
 MAX_GRID_ROWS = 2_000_000  # a whole-grid view larger than this must set n_samples
@@ -46,6 +60,12 @@ def prepare_view(cfg: DatasetConfig) -> dict[str, Any]:
     order = rng.permutation(len(index))
     n_train = int(round(cfg.split[0] * len(index)))
     n_val = int(round(cfg.split[1] * len(index)))
+    sizes = (n_train, n_val, len(index) - n_train - n_val)
+    if min(sizes) < 1:
+        raise datasets.DataError(
+            f"dataset.split: {list(cfg.split)} of {len(index)} images leaves an empty split "
+            f"(train / val / test = {sizes})"
+        )
     return {
         "dataset": cfg.name,
         "factor_names": list(dataset.label_names),
@@ -77,17 +97,60 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def sampling_metrics_refusal(cfg: DatasetConfig, metrics: Sequence[str]) -> str | None:
+    """Why ``metrics`` cannot run on this data view (None if they can), without rendering it.
+
+    FactorVAE and BetaVAE fix one factor and vary the others: they need every grid point with the
+    scored factors as its classes (no sampling, no bins, no nuisance factors).
+    """
+    needing = [m for m in metrics if get_metric(m).needs_source]
+    if not needing:
+        return None
+    if cfg.n_samples is not None:
+        return f"{needing} need the whole factor grid: unset dataset.n_samples"
+    view = datasets.subset(datasets.load(cfg.name, **cfg.options), cfg.subset)
+    if not view.is_plain:
+        return f"{needing} need the plain factor grid: the subset bins factors or has nuisance ones"
+    return None
+
+
 @torch.no_grad()
 def encode(
-    encoder: torch.nn.Module, images: torch.Tensor, index: np.ndarray, batch_size: int = 512
-) -> np.ndarray:
-    """Codes of ``images[index]`` (uint8 tensor), float64 (len(index), D)."""
-    encoder.eval()
-    out = []
+    encoder: Callable[[torch.Tensor], Any],
+    images: torch.Tensor,
+    index: np.ndarray,
+    batch_size: int = 512,
+    *,
+    sample_seed: int | None = None,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
+    """Codes of ``images[index]`` (uint8 tensor), float64 (len(index), D).
+
+    ``encoder`` returns codes, or (mean, std or None) for a ``Trainer.encode``; then this returns
+    (mean codes, sampled codes or None), the samples drawn from a generator seeded by
+    ``sample_seed`` so the sampled representation is reproducible.
+    """
+    if isinstance(encoder, torch.nn.Module):
+        encoder.eval()
+    generator = None
+    if sample_seed is not None:
+        generator = torch.Generator(device=images.device).manual_seed(sample_seed)
+    means, samples, pairs = [], [], False
     for start in range(0, len(index), batch_size):
         batch = torch.as_tensor(index[start : start + batch_size], device=images.device)
-        out.append(encoder(images[batch].float().div_(255.0)).double().cpu().numpy())
-    return np.concatenate(out)
+        out = encoder(images[batch].float().div_(255.0))
+        if isinstance(out, tuple):
+            pairs = True
+            mean, std = out
+            means.append(mean.double().cpu().numpy())
+            if std is not None:
+                noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+                samples.append((mean + std * noise).double().cpu().numpy())  # (B, D)
+        else:
+            means.append(out.double().cpu().numpy())
+    mean_codes = np.concatenate(means)
+    if not pairs:
+        return mean_codes
+    return mean_codes, (np.concatenate(samples) if samples else None)
 
 
 def score(
@@ -100,16 +163,19 @@ def score(
     n_jobs: int = 1,
     mode: str = "reference",
     source: CodeSource | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    matrices: dict[str, np.ndarray] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
     """Registered metrics on codes, split into the first ``n_train`` rows and the rest.
 
-    Also returns ``metric_seconds_<name>`` per metric: the metric time logged per trial.
+    Also returns ``metric_seconds_<name>`` per metric: the metric time logged per trial. Matrices
+    the metrics expose (DCI importance, MIG mutual information) go into ``matrices`` when given.
     """
     results: dict[str, float] = {}
     inputs = MetricInput(
         codes[:n_train], factors[:n_train], codes[n_train:], factors[n_train:],
-        rng=rng, source=source, n_jobs=n_jobs, mode=mode,
+        rng=rng, source=source, n_jobs=n_jobs, mode=mode, options=dict(options or {}),
     )  # fmt: skip
     for name in metrics:
         if progress is not None:
@@ -117,4 +183,87 @@ def score(
         started = time.perf_counter()
         results.update(get_metric(name).evaluate(inputs))
         results[f"metric_seconds_{name}"] = time.perf_counter() - started
+    if matrices is not None:
+        matrices.update(inputs.matrices)
+    return results
+
+
+def save_codes(
+    path: Path,
+    codes: np.ndarray,
+    factors: np.ndarray,
+    n_train: int,
+    rng: np.random.Generator,
+    cfg: Any,
+    grid: tuple[np.ndarray, Sequence[int]] | None,
+) -> None:
+    """Exactly the scored rows, and what ``study score`` needs to reproduce the scores."""
+    extra: dict[str, np.ndarray] = {}
+    if grid is not None:
+        extra = {"grid_codes": grid[0], "factor_sizes": np.asarray(grid[1])}
+    np.savez_compressed(
+        path,
+        codes=codes[:n_train],
+        factors=factors[:n_train],
+        codes_test=codes[n_train:],
+        factors_test=factors[n_train:],
+        rng_state=np.array(json.dumps(rng.bit_generator.state)),
+        metrics=np.array(cfg.metrics),
+        metric_mode=np.array(cfg.metric_mode),
+        metric_options=np.array(json.dumps(cfg.metric_options)),
+        **extra,
+    )
+
+
+def evaluate(
+    trainer: Trainer, data: dict[str, Any], images: torch.Tensor, artifact_dir: Path
+) -> dict[str, float]:
+    """Score the trained representation; write codes, matrices and pictures under artifact_dir."""
+    from . import _artifacts
+
+    cfg = trainer.cfg
+    rng = np.random.default_rng(cfg.seed)
+    n_points = cfg.metric_train_points + cfg.metric_test_points
+    factors = data["factors"]
+    sample = rng.integers(0, len(factors), n_points)  # with replacement, as the reference
+    needs_grid = any(get_metric(name).needs_source for name in cfg.metrics)
+    if needs_grid and not data["full_grid"]:
+        raise ValueError(
+            "factor_vae / beta_vae need the whole plain factor grid: unset dataset.n_samples "
+            "and use no bins or nuisance factors"
+        )
+    # The grid in official order: one code per grid point serves every vote, and the array
+    # metrics' sample is read from the same table instead of encoded again.
+    rows = np.arange(len(images)) if needs_grid else sample
+    encoded = encode(trainer.encode, images, rows, sample_seed=cfg.seed)
+    tables = {"": encoded[0], "_sampled": encoded[1]}
+    results: dict[str, float] = {}
+    scored_rng = copy.deepcopy(rng)  # mean and sample are scored with the same metric randomness
+    for suffix, table in tables.items():
+        if table is None:
+            continue
+        metric_rng = copy.deepcopy(scored_rng)
+        codes = table[sample] if needs_grid else table
+        grid = (table, data["factor_sizes"]) if needs_grid else None
+        save_codes(
+            artifact_dir / f"codes{suffix}.npz",
+            codes, factors[sample], cfg.metric_train_points, metric_rng, cfg, grid,
+        )  # fmt: skip
+        matrices: dict[str, np.ndarray] = {}
+        scores = score(
+            codes,
+            factors[sample],
+            cfg.metrics,
+            n_train=cfg.metric_train_points,
+            rng=metric_rng,
+            n_jobs=torch.get_num_threads(),  # the trial's CPU share, not the whole node
+            mode=cfg.metric_mode,
+            source=GridCodes(*grid) if grid else None,
+            options=cfg.metric_options,
+            matrices=matrices,
+        )
+        results.update({f"{k}{suffix}": v for k, v in scores.items()})
+        _artifacts.save_matrices(matrices, data["factor_names"], artifact_dir, suffix)
+        if suffix == "" and cfg.pictures:
+            _artifacts.draw(trainer, data, images, codes, factors[sample], artifact_dir)
     return results

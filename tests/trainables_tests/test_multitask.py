@@ -8,7 +8,7 @@ import torch
 
 from trainables import FAMILIES, DatasetConfig, LocalContext, get_family
 from trainables._eval import encode
-from trainables.multitask import MultiTaskConfig, MultiTaskNet
+from trainables.multitask import MultiTask, MultiTaskConfig
 
 TINY_VIEW = DatasetConfig(
     subset={"scale": [0, 5], "orientation": 0, "posX": "0:32:8", "posY": "0:32:8"}
@@ -17,8 +17,9 @@ TINY_VIEW = DatasetConfig(
 
 def _config(**overrides):
     params = dict(
-        epochs=1, n_tasks=3, batch_size=32, metric_train_points=200, metric_test_points=100
-    )
+        epochs=1, n_tasks=3, batch_size=32, metric_train_points=200, metric_test_points=100,
+        pictures=False,
+    )  # fmt: skip
     return MultiTaskConfig(**{**params, **overrides})
 
 
@@ -56,16 +57,15 @@ def test_one_epoch_reports_and_scores(variant, data, tmp_path):
 def test_random_variant_keeps_encoder_untrained(data, tmp_path):
     cfg = _config(variant="random")
     torch.manual_seed(cfg.seed)
-    initial = MultiTaskNet(cfg, 1).encoder.state_dict()
+    initial = MultiTask(cfg, 1).modules.state_dict()
     ctx = LocalContext(tmp_path)
     get_family("multitask").fit(cfg, data, ctx)
-    trained = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]
+    trained = torch.load(ctx.checkpoint_path, weights_only=True)["trainer"]["modules"]
     for name, tensor in initial.items():
-        assert torch.equal(trained[f"encoder.{name}"], tensor)
+        if name.startswith("encoder."):
+            assert torch.equal(trained[name], tensor)
     assert any(
-        not torch.equal(trained[k], v)
-        for k, v in MultiTaskNet(cfg, 1).state_dict().items()
-        if k.startswith("heads")
+        not torch.equal(trained[k], v) for k, v in initial.items() if k.startswith("heads")
     )
 
 
@@ -78,6 +78,7 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(data, tmp_path):
     resumed = LocalContext(tmp_path / "b")
     final = fit(_config(epochs=2), data, resumed)
     assert [r["epoch"] for r in resumed.reports] == [2, 2]  # epoch 2, then the final result
+    assert resumed.steps == [2, 2]
     assert final["rmse"] == straight["rmse"] and final["mig"] == straight["mig"]
 
 
@@ -115,16 +116,22 @@ def test_sampling_metrics_use_the_encoded_grid(data, tmp_path):
     assert 0.0 <= final["factor_vae"] <= 1.0 and 0.0 <= final["beta_vae"] <= 1.0
     assert math.isfinite(final["mig"])
     # The array metrics' codes come from the encoded grid table: they must equal a fresh encode.
-    model = MultiTaskNet(cfg, 1)
-    model.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"])
+    model = get_family("multitask").load_encoder(tmp_path / "artifacts")
     sample = np.random.default_rng(cfg.seed).integers(0, 96, 300)
     saved = np.load(tmp_path / "artifacts" / "codes.npz")
-    fresh = encode(model.encoder, torch.from_numpy(data["images"]), sample)
-    assert np.allclose(saved["codes"], fresh, atol=1e-5)
-    assert np.array_equal(saved["factors"], data["factors"][sample])
+    fresh = encode(model.trainer.modules["encoder"], torch.from_numpy(data["images"]), sample)
+    scored = np.concatenate([saved["codes"], saved["codes_test"]])
+    assert np.allclose(scored, fresh, atol=1e-5)
+    assert np.array_equal(saved["factors"], data["factors"][sample[:200]])
 
 
 def test_sampling_metrics_refuse_a_sampled_view(tmp_path):
+    from trainables._eval import sampling_metrics_refusal
+
+    assert "n_samples" in sampling_metrics_refusal(
+        TINY_VIEW.model_copy(update={"n_samples": 60}), ["mig", "factor_vae"]
+    )
+    assert sampling_metrics_refusal(TINY_VIEW, ["mig", "factor_vae"]) is None
     view = TINY_VIEW.model_copy(update={"n_samples": 60})
     cfg = _config(metrics=["factor_vae"])
     sampled = get_family("multitask").prepare_data(view, [cfg])

@@ -8,8 +8,10 @@ gradient-boosted trees for histogram boosting where a metric uses them.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,10 @@ class MetricInput:
     """Needed by sampling metrics (FactorVAE, BetaVAE) only."""
     n_jobs: int = 1
     mode: str = "reference"
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per metric keyword options (a config's ``metric_options``)."""
+    matrices: dict[str, np.ndarray] = field(default_factory=dict)
+    """Filled by evaluators: matrices worth saving beside the scalars (DCI importance, MIG MI)."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +52,22 @@ class MetricSpec:
     higher_is_better: bool | None = True
     bounds: tuple[float, float] = (0.0, 1.0)
     needs_source: bool = False
+    options: tuple[str, ...] = ()
+    """Keyword options a config may pass (``metric_options``)."""
+
+
+def _keyword_options(function: Callable, exclude: tuple[str, ...] = ("rng", "corrected")) -> tuple:
+    return tuple(
+        name
+        for name, p in inspect.signature(function).parameters.items()
+        if p.kind is p.KEYWORD_ONLY and name not in exclude
+    )
 
 
 def _mig_eval(x: MetricInput) -> dict[str, float]:
-    return {"mig": _mig.mig(x.codes_train, x.factors_train)}
+    mi = _mig.mutual_information_matrix(x.codes_train, x.factors_train, **x.options.get("mig", {}))
+    x.matrices["mig_mutual_information"] = mi
+    return {"mig": _mig.mig_from_mutual_information(mi, x.factors_train)}
 
 
 def _sap_eval(x: MetricInput) -> dict[str, float]:
@@ -62,10 +80,11 @@ def _sap_continuous_eval(x: MetricInput) -> dict[str, float]:
 
 
 def _dci_eval(x: MetricInput) -> dict[str, float]:
-    scores = _dci.dci(
+    scores, importance = _dci.dci_with_importance(
         x.codes_train, x.factors_train, x.codes_test, x.factors_test,
         rng=x.rng, n_jobs=x.n_jobs, mode=x.mode,
     )  # fmt: skip
+    x.matrices["dci_importance"] = importance
     return {
         "dci_disentanglement": scores.disentanglement,
         "dci_completeness": scores.completeness,
@@ -99,7 +118,9 @@ def _require_source(x: MetricInput, name: str) -> CodeSource:
 def _factor_vae_eval(x: MetricInput, corrected: bool = False) -> dict[str, float]:
     suffix = "_corrected" if corrected else ""
     name = f"factor_vae{suffix}"
-    scores = _factor_vae.factor_vae(_require_source(x, name), rng=x.rng, corrected=corrected)
+    scores = _factor_vae.factor_vae(
+        _require_source(x, name), rng=x.rng, corrected=corrected, **x.options.get(name, {})
+    )
     return {
         f"{name}_train": scores.train_accuracy,
         f"{name}_eval": scores.eval_accuracy,
@@ -109,7 +130,9 @@ def _factor_vae_eval(x: MetricInput, corrected: bool = False) -> dict[str, float
 
 
 def _beta_vae_eval(x: MetricInput) -> dict[str, float]:
-    scores = _beta_vae.beta_vae(_require_source(x, "beta_vae"), rng=x.rng)
+    scores = _beta_vae.beta_vae(
+        _require_source(x, "beta_vae"), rng=x.rng, **x.options.get("beta_vae", {})
+    )
     return {
         "beta_vae_train": scores.train_accuracy,
         "beta_vae_eval": scores.eval_accuracy,
@@ -142,7 +165,7 @@ def _downstream_outputs(predictor: str) -> tuple[str, ...]:
 _UNBOUNDED = (0.0, float("inf"))
 
 METRICS: dict[str, MetricSpec] = {
-    "mig": MetricSpec(_mig_eval, ("mig",)),
+    "mig": MetricSpec(_mig_eval, ("mig",), options=_keyword_options(_mig.mig)),
     "sap": MetricSpec(_sap_eval, ("sap",)),
     "sap_continuous": MetricSpec(_sap_continuous_eval, ("sap_continuous",)),
     "dci": MetricSpec(
@@ -163,6 +186,7 @@ METRICS: dict[str, MetricSpec] = {
         ("factor_vae_train", "factor_vae_eval", "factor_vae", "factor_vae_active_dims"),
         bounds=_UNBOUNDED,  # active dims is a count
         needs_source=True,
+        options=_keyword_options(_factor_vae.factor_vae),
     ),
     "factor_vae_corrected": MetricSpec(
         lambda x: _factor_vae_eval(x, corrected=True),
@@ -174,9 +198,13 @@ METRICS: dict[str, MetricSpec] = {
         ),
         bounds=_UNBOUNDED,
         needs_source=True,
+        options=_keyword_options(_factor_vae.factor_vae),
     ),
     "beta_vae": MetricSpec(
-        _beta_vae_eval, ("beta_vae_train", "beta_vae_eval", "beta_vae"), needs_source=True
+        _beta_vae_eval,
+        ("beta_vae_train", "beta_vae_eval", "beta_vae"),
+        needs_source=True,
+        options=_keyword_options(_beta_vae.beta_vae),
     ),
     "unsupervised": MetricSpec(
         _unsupervised_eval,

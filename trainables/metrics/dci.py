@@ -191,6 +191,22 @@ def dci(
     n_jobs: int = -1,
     mode: str = "reference",
 ) -> DCIScores:
+    return dci_with_importance(
+        codes_train, factors_train, codes_test, factors_test, rng=rng, n_jobs=n_jobs, mode=mode
+    )[0]
+
+
+def dci_with_importance(
+    codes_train: np.ndarray,
+    factors_train: np.ndarray,
+    codes_test: np.ndarray,
+    factors_test: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    n_jobs: int = -1,
+    mode: str = "reference",
+) -> tuple[DCIScores, np.ndarray]:
+    """DCI scores and the importance matrix R (n_codes, n_factors) they come from."""
     codes_train, factors_train = check_codes_factors(codes_train, factors_train)
     codes_test, factors_test = np.asarray(codes_test, float), np.asarray(factors_test)
     if codes_test.shape[1] != codes_train.shape[1] or len(codes_test) != len(factors_test):
@@ -198,9 +214,10 @@ def dci(
     importance, acc_train, acc_test = importance_matrix(
         codes_train, factors_train, codes_test, factors_test, rng=rng, n_jobs=n_jobs, mode=mode
     )
-    return DCIScores(
+    scores = DCIScores(
         disentanglement(importance),
         completeness(importance),
         float(acc_train.mean()),
         float(acc_test.mean()),
     )
+    return scores, importance

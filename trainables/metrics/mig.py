@@ -25,9 +25,22 @@ def mig(codes: np.ndarray, factors: np.ndarray, *, n_bins: int = 20) -> float:
         >>> round(mig(factors.astype(float), factors), 3)
         1.0
     """
+    return mig_from_mutual_information(
+        mutual_information_matrix(codes, factors, n_bins=n_bins), factors
+    )
+
+
+def mutual_information_matrix(
+    codes: np.ndarray, factors: np.ndarray, *, n_bins: int = 20
+) -> np.ndarray:
+    """Plug-in MI (nats) of each binned code with each factor, shape (n_codes, n_factors)."""
     codes, factors = check_codes_factors(codes, factors)
     if codes.shape[1] < 2:
         raise ValueError("mig needs at least 2 code dimensions")
-    mi = mutual_information(discretise(codes, n_bins), factors)  # (n_codes, n_factors)
+    return mutual_information(discretise(codes, n_bins), factors)
+
+
+def mig_from_mutual_information(mi: np.ndarray, factors: np.ndarray) -> float:
+    """MIG from an MI matrix (n_codes, n_factors) and the factors whose entropies normalise it."""
     top = np.sort(mi, axis=0)[::-1]
-    return float(np.mean((top[0] - top[1]) / entropy(factors)))
+    return float(np.mean((top[0] - top[1]) / entropy(np.asarray(factors))))

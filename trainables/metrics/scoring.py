@@ -6,10 +6,15 @@ file has fewer than 15,000 rows and no sizes are given, the first two thirds tra
 When the rows are exactly the factor grid in official order (last factor fastest), train and test
 points are instead sampled from the grid with replacement (10,000 / 5,000 by default), and FactorVAE
 and BetaVAE run on it (they must fix one factor and vary the others).
+
+A trial's ``codes.npz`` also holds what reproduces its logged scores: ``metrics``, ``metric_mode``,
+``metric_options``, the metric RNG state ``rng_state`` and, where sampling metrics ran,
+``grid_codes`` and ``factor_sizes``; those are used unless the caller overrides them.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,28 +47,37 @@ def score_arrays(
     arrays: dict[str, np.ndarray],
     metrics: list[str] | None = None,
     *,
-    mode: str = "reference",
-    seed: int = 0,
+    mode: str | None = None,
+    seed: int | None = None,
     num_train: int | None = None,
     num_test: int | None = None,
     n_jobs: int = -1,
     on_metric: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, object]:
     """``on_metric(name, index, total)`` is called as each metric starts (progress display)."""
-    metrics = list(metrics or DEFAULT_METRICS)
+    recorded = "metrics" in arrays  # a trial's codes artifact: defaults reproduce its scores
+    metrics = list(metrics or (arrays["metrics"].tolist() if recorded else DEFAULT_METRICS))
     for name in metrics:
         get_metric(name)
+    if mode is None:
+        mode = str(arrays["metric_mode"]) if "metric_mode" in arrays else "reference"
+    options = json.loads(str(arrays["metric_options"])) if "metric_options" in arrays else {}
     codes, factors = np.asarray(arrays["codes"], float), np.asarray(arrays["factors"])
     if len(codes) != len(factors):
         raise ValueError(f"codes have {len(codes)} rows but factors have {len(factors)}")
-    sizes = grid_covered(factors)
-    source = GridCodes(codes, sizes) if sizes else None
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed or 0)
+    if seed is None and "rng_state" in arrays:
+        rng.bit_generator.state = json.loads(str(arrays["rng_state"]))
+    if "grid_codes" in arrays:
+        source = GridCodes(np.asarray(arrays["grid_codes"], float), arrays["factor_sizes"].tolist())
+    else:
+        sizes = grid_covered(factors)
+        source = GridCodes(codes, sizes) if sizes else None
     if "codes_test" in arrays:
         train = (codes[:num_train], factors[:num_train])
         test = (np.asarray(arrays["codes_test"], float), np.asarray(arrays["factors_test"]))
         test = (test[0][:num_test], test[1][:num_test])
-    elif source is not None:
+    elif source is not None and "grid_codes" not in arrays:
         # Rows are the grid in order (the first rows share the slow factors): sample points from
         # the grid with replacement, as disentanglement_lib samples from a dataset.
         num_train, num_test = num_train or 10_000, num_test or 5_000
@@ -82,7 +96,9 @@ def score_arrays(
         train = (codes[:num_train], factors[:num_train])
         test = (codes[num_train : num_train + num_test], factors[num_train : num_train + num_test])
     skipped = [m for m in metrics if METRICS[m].needs_source and source is None]
-    inputs = MetricInput(*train, *test, rng=rng, source=source, n_jobs=n_jobs, mode=mode)
+    inputs = MetricInput(
+        *train, *test, rng=rng, source=source, n_jobs=n_jobs, mode=mode, options=options
+    )
     result: dict[str, object] = {}
     seconds: dict[str, float] = {}
     to_run = [m for m in metrics if m not in skipped]

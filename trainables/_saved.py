@@ -1,0 +1,101 @@
+"""Saved models: what a trial leaves for later studies (probes, traversals, re-scoring).
+
+``model/weights.pt`` holds every module's state dict (tensors only: it loads with
+``torch.load(..., weights_only=True)``); ``model/config.json`` holds the family name, the full
+validated config and what the modules' shapes depend on. ``load_model`` rebuilds the trained modules
+exactly: the codes it gives are the ones the trial scored.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from .loop import Trainer
+
+MODEL_DIR = "model"
+FORMAT = 1
+
+
+def save_model(trainer: Trainer, data: dict[str, Any], artifact_dir: Path) -> Path:
+    directory = Path(artifact_dir) / MODEL_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = {name: module.state_dict() for name, module in trainer.modules.items()}
+    torch.save(weights, directory / "weights.pt")
+    config = {
+        "format": FORMAT,
+        "family": trainer.name,
+        "config": trainer.cfg.model_dump(mode="json"),
+        "in_channels": trainer.in_channels,
+        "dataset": data.get("dataset"),
+        "factor_names": list(data["factor_names"]),
+        "factor_sizes": [int(s) for s in data["factor_sizes"]],
+    }
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    return directory
+
+
+@dataclass
+class SavedModel:
+    """A trained family model rebuilt from its artifacts, in eval mode with gradients off."""
+
+    trainer: Trainer
+    info: dict[str, Any]
+
+    @property
+    def family(self) -> str:
+        return self.info["family"]
+
+    def encode(self, images: np.ndarray | torch.Tensor, *, batch_size: int = 512) -> np.ndarray:
+        """Mean codes (float64, (N, D)) of uint8 images (N, C, 64, 64)."""
+        from ._eval import as_tensor, encode
+
+        tensor = images if isinstance(images, torch.Tensor) else as_tensor(images, "cpu")
+        tensor = tensor.to(self.trainer.device)
+        codes, _ = encode(self.trainer.encode, tensor, np.arange(len(tensor)), batch_size)
+        return codes
+
+
+def _model_dir(source: str | Path, tracking_uri: str | None) -> Path:
+    path = Path(source)
+    for candidate in (path, path / MODEL_DIR, path / "artifacts" / MODEL_DIR):
+        if (candidate / "config.json").is_file() and (candidate / "weights.pt").is_file():
+            return candidate
+    if path.exists():
+        raise FileNotFoundError(f"{source}: no {MODEL_DIR}/config.json and weights.pt here")
+    # Otherwise an MLflow run id: download its model artifacts.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    target = Path(tempfile.mkdtemp(prefix="model-"))
+    try:
+        client.download_artifacts(str(source), MODEL_DIR, str(target))
+    except Exception as exc:  # mlflow raises several types for a missing run or artifact
+        raise FileNotFoundError(f"run {source}: no saved model ({exc})") from None
+    return target / MODEL_DIR
+
+
+def load_model(
+    source: str | Path, *, tracking_uri: str | None = None, device: str = "cpu"
+) -> SavedModel:
+    """Rebuild a trial's modules from an artifact directory or an MLflow run id."""
+    from . import get_family
+
+    directory = _model_dir(source, tracking_uri)
+    info = json.loads((directory / "config.json").read_text())
+    family = get_family(info["family"])
+    cfg = family.Config(**info["config"])
+    trainer = family.trainer(cfg, int(info["in_channels"]), torch.device(device))
+    weights = torch.load(directory / "weights.pt", weights_only=True, map_location=device)
+    for name, module in trainer.modules.items():
+        module.load_state_dict(weights[name])
+    trainer.modules.eval()
+    trainer.modules.requires_grad_(False)
+    return SavedModel(trainer, info)
