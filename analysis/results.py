@@ -6,7 +6,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from trainables.metrics import ALIASES
+from trainables.metrics import ALIASES, SAMPLED
 
 # Final scores logged by trials (DESIGN section 6); per-epoch keys contain "/" and are excluded.
 PROGRESS_PREFIXES = ("metric_seconds_",)
@@ -41,11 +41,17 @@ def final_metric_columns(runs: pd.DataFrame) -> list[str]:
         if not column.startswith("metrics."):
             continue
         name = column.removeprefix("metrics.")
-        if "/" in name or name == "epoch" or name.startswith(PROGRESS_PREFIXES):
+        if "/" in name or name in ("epoch", "step") or name.startswith(PROGRESS_PREFIXES):
             continue
         if runs[column].notna().any():
             names.append(name)
-    repeated = {ALIASES[n] for n in names if n in ALIASES}  # same values under the DESIGN name
+    # Same values under the DESIGN name (also for the sampled representation's scores).
+    repeated = {ALIASES[n] for n in names if n in ALIASES}
+    repeated |= {
+        f"{ALIASES[base]}{SAMPLED}"
+        for n in names
+        if n.endswith(SAMPLED) and (base := n.removesuffix(SAMPLED)) in ALIASES
+    }
     return sorted(n for n in names if n not in repeated)
 
 

@@ -75,11 +75,14 @@ def run(
         )
     except (SpecError, DataError) as err:
         _fail(str(err))
+    failed = result.n_errors + result.n_diverged
     console.print(
-        f"done: {result.n_trials} trials, {result.n_errors} errors; Ray results in "
-        f"{result.experiment_path}; MLflow parent run {result.parent_run_id} in {uri}"
+        f"{'done' if not failed else 'finished with failures'}: {result.n_trials} trials, "
+        f"{result.n_errors} errors, {result.n_diverged} diverged (non-finite loss; see the runs' "
+        f"end_reason tag); Ray results in {result.experiment_path}; MLflow parent run "
+        f"{result.parent_run_id} in {uri}"
     )
-    if result.n_errors:
+    if failed:
         raise typer.Exit(1)
 
 

@@ -133,6 +133,8 @@ class StudyResult:
     parent_run_id: str
     n_trials: int
     n_errors: int
+    n_diverged: int = 0
+    """Trials ended by a non-finite loss (their runs are FAILED with an ``end_reason`` tag)."""
 
 
 def run_study(
@@ -212,10 +214,11 @@ def run_study(
             )
         results = tuner.fit()
         n_errors = len(results.errors)
-        status = "FINISHED" if n_errors == 0 else "FAILED"
+        n_diverged = sum(1 for r in results if (r.metrics or {}).get("diverged"))
+        status = "FINISHED" if n_errors == 0 and n_diverged == 0 else "FAILED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
         tracking.end_run(tracking_uri, parent_run_id, status)
-    return StudyResult(experiment_path, parent_run_id, len(results), n_errors)
+    return StudyResult(experiment_path, parent_run_id, len(results), n_errors, n_diverged)

@@ -23,7 +23,7 @@ import torch
 
 from . import data as datasets
 from ._config import DatasetConfig
-from .metrics import CodeSource, GridCodes, MetricInput, get_metric
+from .metrics import SAMPLED, CodeSource, GridCodes, MetricInput, get_metric
 
 if TYPE_CHECKING:
     from .loop import Trainer
@@ -236,7 +236,7 @@ def evaluate(
     # metrics' sample is read from the same table instead of encoded again.
     rows = np.arange(len(images)) if needs_grid else sample
     encoded = encode(trainer.encode, images, rows, sample_seed=cfg.seed)
-    tables = {"": encoded[0], "_sampled": encoded[1]}
+    tables = {"": encoded[0], SAMPLED: encoded[1]}
     results: dict[str, float] = {}
     scored_rng = copy.deepcopy(rng)  # mean and sample are scored with the same metric randomness
     for suffix, table in tables.items():

@@ -43,6 +43,30 @@ def test_quickstart_is_valid_and_maps_to_a_grid():
         ({"dataset": {"name": "dsprites", "colour": 1}}, "dataset.colour"),
         ({"resources": {"gpu": -1}}, "resources.gpu"),
         ({"name": "has space"}, "name"),
+        ({"fixed": {"lr": float("inf")}}, "fixed.lr"),
+        (
+            {"dataset": {"name": "dsprites", "split": [0.9, 0.9, 0.9]}},
+            "dataset.split: split fractions must sum to 1",
+        ),
+        ({"dataset": {"name": "dsprites", "split": [1.0, 0.0, 0.0]}}, "must be > 0"),
+        # Sampling metrics fix one factor and vary the rest: refused on a binned / sampled view.
+        (
+            {
+                "metrics": ["mig", "factor_vae"],
+                "dataset": {"name": "dsprites", "subset": {"posX": {"bins": 3}}},
+            },
+            "metrics: ['factor_vae'] need the plain factor grid",
+        ),
+        (
+            {"metrics": ["beta_vae"], "dataset": {"name": "dsprites", "n_samples": 500}},
+            "unset dataset.n_samples",
+        ),
+        ({"fixed": {"metric_options": {"sap": {"n": 1}}}}, "'sap' is not in metrics"),
+        (
+            {"metrics": ["factor_vae"], "fixed": {"metric_options": {"factor_vae": {"votes": 1}}}},
+            "metric_options.factor_vae.votes: unknown option",
+        ),
+        ({"fixed": {"metrics": ["sap"]}}, "metrics: given both at the top level"),
     ],
 )
 def test_spec_errors_are_one_line_naming_the_key(changes, message):

@@ -237,14 +237,18 @@ def get_metric(name: str) -> MetricSpec:
     return METRICS[name]
 
 
+SAMPLED = "_sampled"  # suffix of the scores of a stochastic encoder's sampled codes
+
+
 def higher_is_better(output: str) -> bool | None:
     """Direction of a final metric name, or None if unknown or not a score (counts, TC).
 
     Also covers the errors trainables report next to the scores (DESIGN section 6).
     """
+    output = output.removesuffix(SAMPLED)
     if output.endswith("_active_dims"):
         return None
-    if output.startswith(("rmse", "reconstruction_mse")):
+    if output.startswith(("rmse", "reconstruction_mse", "reconstruction_loss")):
         return False
     for spec in METRICS.values():
         if output in spec.outputs:
@@ -261,6 +265,7 @@ __all__ = [
     "GridCodes",
     "MetricInput",
     "MetricSpec",
+    "SAMPLED",
     "get_metric",
     "grid_covered",
     "higher_is_better",
