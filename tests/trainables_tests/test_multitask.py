@@ -137,3 +137,16 @@ def test_sampling_metrics_refuse_a_sampled_view(tmp_path):
     sampled = get_family("multitask").prepare_data(view, [cfg])
     with pytest.raises(ValueError, match="whole plain factor grid"):
         get_family("multitask").fit(cfg, sampled, LocalContext(tmp_path))
+
+
+def test_metric_options_follow_the_config(data, tmp_path):
+    torch.set_num_threads(1)
+    options = {"factor_vae": {"prune_threshold": 1e9, "num_train": 64, "num_eval": 64}}
+    cfg = _config(metrics=["factor_vae"], metric_options=options)
+    final = get_family("multitask").fit(cfg, data, LocalContext(tmp_path))
+    # Every code is pruned at that threshold: the score is 0 with no active dims.
+    assert final["factor_vae"] == 0.0 and final["factor_vae_active_dims"] == 0.0
+    options["factor_vae"]["prune_threshold"] = 0.0  # now no code is pruned
+    cfg = _config(metrics=["factor_vae"], metric_options=options)
+    kept = get_family("multitask").fit(cfg, data, LocalContext(tmp_path / "kept"))
+    assert kept["factor_vae_active_dims"] == cfg.latent_dim
