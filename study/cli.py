@@ -31,6 +31,9 @@ def _user_errors():
     return (SpecError, DataError, ResultsError, KeyError)
 
 
+MAX_TRIALS = 10_000  # a bigger sweep is more likely a typo than a plan: it needs --yes
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="Study YAML, e.g. configs/quickstart.yaml")],
@@ -40,14 +43,12 @@ def run(
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default local)")] = None,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray")] = None,
     resume: Annotated[bool, typer.Option(help="Resume the latest launch of this study")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help=f"Allow over {MAX_TRIALS} trials")] = False,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a key: fixed.epochs=2")
     ] = None,
 ) -> None:
     """Run a study: validate the YAML, then one Ray Tune trial per grid point, tracked in MLflow."""
-    from trainables.data import DataError
-
-    from . import tracking
     from .spec import load_spec
 
     overrides = list(set_ or [])
@@ -57,24 +58,67 @@ def run(
         spec = load_spec(config, overrides)
     except SpecError as err:
         _fail(str(err))
+    _launch(spec, tracking_uri, storage, address, num_cpus, resume, yes)
+
+
+@app.command()
+def resume(
+    study: Annotated[str, typer.Argument(help="Study name: continue its latest launch")],
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
+    storage: Annotated[Path, typer.Option(help="Ray results / checkpoints")] = Path("ray_results"),
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default local)")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray")] = None,
+) -> None:
+    """Continue a study's latest launch with the config it was launched with (same parent run)."""
+    from .launch import latest_experiment, read_launch
+    from .spec import parse_spec
+
+    try:
+        previous = latest_experiment(storage.resolve(), study) if storage.is_dir() else None
+        if previous is None:
+            raise SpecError(f"resume: no launch of study {study!r} under {storage}")
+        record = read_launch(previous)
+        spec = parse_spec(record["spec"], f"{previous.name}/study_launch.json")
+    except SpecError as err:
+        _fail(str(err))
+    _launch(spec, tracking_uri, storage, address, num_cpus, True, True)
+
+
+def _launch(spec, tracking_uri, storage, address, num_cpus, resume: bool, yes: bool) -> None:
+    from trainables.data import DataError
+
+    from . import tracking
+    from .launch import run_study
+
+    if num_cpus is not None and num_cpus < 1:
+        _fail(f"--num-cpus must be at least 1, got {num_cpus}")
+    if spec.n_trials > MAX_TRIALS and not yes:
+        _fail(f"the sweep has {spec.n_trials} trials (over {MAX_TRIALS}); pass --yes if meant")
     uri = tracking.resolve_tracking_uri(tracking_uri)
     console.print(
         f"study [bold]{spec.name}[/]: family {spec.family}, {spec.n_trials} trials, tracking {uri}"
+        + (" (resuming its latest launch)" if resume else "")
     )
-    from .launch import run_study
-
     try:
         result = run_study(
             spec,
-            config_text=config.read_text(),
+            config_text=spec_yaml(spec),
             tracking_uri=uri,
             storage=storage,
             address=address,
             num_cpus=num_cpus,
             resume=resume,
         )
-    except (SpecError, DataError) as err:
+    except (SpecError, DataError, tracking.TrackingUnreachable) as err:
         _fail(str(err))
+    if result.interrupted:
+        errors.print(
+            f"interrupted ({result.interrupted}): {result.n_finished} of {result.n_trials} trials "
+            f"finished, the rest and the launch marked KILLED in MLflow; continue with: "
+            f"study resume {spec.name} --storage {storage} --tracking-uri {uri}",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        raise typer.Exit(130)
     failed = result.n_errors + result.n_diverged
     console.print(
         f"{'done' if not failed else 'finished with failures'}: {result.n_trials} trials, "
@@ -84,6 +128,13 @@ def run(
     )
     if failed:
         raise typer.Exit(1)
+
+
+def spec_yaml(spec) -> str:
+    """The effective config (after --set), as the parent run logs it."""
+    import yaml
+
+    return yaml.safe_dump(json.loads(spec.model_dump_json()), sort_keys=False)
 
 
 @app.command()
@@ -253,7 +304,7 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        errors.print("interrupted; resume with `study run CONFIG --resume`")
+        errors.print("interrupted; continue a study with `study resume NAME`")
         sys.exit(130)
 
 

@@ -6,12 +6,17 @@ The only module that imports Ray. Families stay Ray-agnostic: ``_ray_entry`` ada
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import re
+import signal
+import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,11 +66,31 @@ class RayContext:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
     def restore(self) -> dict[str, Any] | None:
+        """The newest checkpoint of this trial: Tune's, or a newer one in the trial folder.
+
+        Tune restores from the checkpoint its last experiment snapshot names, which can lag the
+        last one written; where the trial folder is on a file system we read, take the newest.
+        """
+        candidates = []
         checkpoint = tune.get_checkpoint()
-        if checkpoint is None:
-            return None
-        with checkpoint.as_directory() as directory:
-            return torch.load(Path(directory) / _STATE_FILE, weights_only=True)
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                candidates.append(_load_state(Path(directory) / _STATE_FILE))
+        trial_dir = Path(tune.get_context().get_trial_dir())
+        if trial_dir.is_dir():
+            for path in sorted(trial_dir.glob(f"checkpoint_*/{_STATE_FILE}")):
+                candidates.append(_load_state(path))
+        states = [c for c in candidates if c is not None]
+        return max(states, key=lambda state: state["step"]) if states else None
+
+
+def _load_state(path: Path) -> dict[str, Any] | None:
+    """A checkpoint's state, or None if it is incomplete (a trial killed while writing it)."""
+    try:
+        return torch.load(path, weights_only=True)
+    except (OSError, EOFError, RuntimeError) as err:
+        log.warning("skipping unreadable checkpoint %s (%s)", path, err)
+        return None
 
 
 def _ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo) -> None:
@@ -135,6 +160,88 @@ class StudyResult:
     n_errors: int
     n_diverged: int = 0
     """Trials ended by a non-finite loss (their runs are FAILED with an ``end_reason`` tag)."""
+    interrupted: str | None = None
+    """The signal that stopped the launch early (``SIGINT``, ``SIGTERM``), None if it ran out."""
+    n_finished: int = 0
+
+
+LAUNCH_FILE = "study_launch.json"  # in the Ray experiment folder: what a resume must continue
+
+
+def _check_storage(storage: Path) -> None:
+    """A storage the driver cannot write fails now, in one line, without creating anything."""
+    existing = storage
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise SpecError(f"--storage {storage}: {existing} is not a writable folder")
+
+
+@contextlib.contextmanager
+def study_lock(storage: Path, study: str) -> Iterator[None]:
+    """One launch of a study at a time per storage: a second one is refused, in one line."""
+    locks = storage / ".locks"
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SpecError(f"--storage {storage}: cannot write there ({err.strerror})") from None
+    path = locks / f"{study}.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise SpecError(
+                f"study {study!r} is already running ({holder}); wait for it or stop it first"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_launch(experiment: Path) -> dict[str, Any]:
+    path = experiment / LAUNCH_FILE
+    if not path.is_file():
+        raise SpecError(f"{experiment}: no {LAUNCH_FILE}; this launch cannot be resumed")
+    return json.loads(path.read_text())
+
+
+def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    """The first key (dotted) whose value differs between two JSON-like trees, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in a or key not in b:
+                return name
+            found = first_difference(a[key], b[key], name)
+            if found:
+                return found
+        return None
+    return None if a == b else (prefix or "spec")
+
+
+class _Signals:
+    """SIGTERM stops a launch as Ctrl-C does (Tune saves its state, then returns early)."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+
+    def __enter__(self) -> _Signals:
+        self._term = signal.signal(signal.SIGTERM, self._on_term)
+        return self
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        self.received = "SIGTERM"
+        os.kill(os.getpid(), signal.SIGINT)  # Tune's handler: a graceful stop
+
+    def __exit__(self, *exc: Any) -> None:
+        signal.signal(signal.SIGTERM, self._term)
 
 
 def run_study(
@@ -148,30 +255,71 @@ def run_study(
     resume: bool = False,
     verbose: int = 1,
 ) -> StudyResult:
-    """Validate, prepare data, start Ray, run every trial, and track everything in MLflow."""
+    """Validate, prepare data, start Ray, run every trial, and track everything in MLflow.
+
+    ``resume`` continues the study's latest launch: the same parent run, no finished trial rerun,
+    unfinished ones from their latest checkpoint; a spec that differs from that launch's is refused.
+    """
     family = get_family(spec.family)
     storage = Path(storage).resolve()
+    _check_storage(storage)
+    effective = json.loads(spec.model_dump_json())
     previous = latest_experiment(storage, spec.name) if resume else None
-    if resume and previous is None:
-        raise SpecError(f"--resume: no earlier launch of study {spec.name!r} under {storage}")
+    launch_record: dict[str, Any] | None = None
+    if resume:
+        if previous is None:
+            raise SpecError(f"resume: no earlier launch of study {spec.name!r} under {storage}")
+        launch_record = read_launch(previous)
+        key = first_difference(launch_record["spec"], effective)
+        if key is not None:
+            raise SpecError(
+                f"resume: {key} differs from the launch being resumed ({previous.name}); "
+                f"resume it with `study resume {spec.name}` or give the study a new name"
+            )
+    tracking.check_reachable(tracking_uri)
 
     # Everything that can fail on bad input happens before Ray starts and before MLflow is written.
     configs = spec.family_configs()
     started = time.perf_counter()
     data = family.prepare_data(spec.dataset, configs)
     log.info("prepared data in %.1fs", time.perf_counter() - started)
+    with study_lock(storage, spec.name):
+        return _run_locked(
+            spec, data, effective, previous, launch_record, config_text, tracking_uri, storage,
+            address, num_cpus, verbose,
+        )  # fmt: skip
 
+
+def _run_locked(
+    spec, data, effective, previous, launch_record, config_text, tracking_uri, storage, address,
+    num_cpus, verbose,
+) -> StudyResult:  # fmt: skip
     _init_ray(address, num_cpus)
     check_resources(spec)
 
     experiment_path = previous or storage / f"{spec.name}_{time.strftime(LAUNCH_STAMP)}"
-    experiment_id, parent_run_id = tracking.start_parent_run(
-        tracking_uri,
-        spec.name,
-        spec.family,
-        config_text,
-        {"ray_experiment": str(experiment_path), "resumed": str(bool(previous)).lower()},
+    # The lock is ours: any launch of this study still RUNNING under this storage lost its driver.
+    tracking.close_stale_launches(
+        tracking_uri, spec.name, str(storage), keep=launch_record and launch_record["parent_run_id"]
     )
+    if launch_record is not None:
+        experiment_id, parent_run_id = tracking.reopen_parent_run(
+            tracking_uri, launch_record["parent_run_id"]
+        )
+    else:
+        experiment_id, parent_run_id = tracking.start_parent_run(
+            tracking_uri,
+            spec.name,
+            spec.family,
+            config_text,
+            {"ray_experiment": str(experiment_path), "storage": str(storage)},
+        )
+        experiment_path.mkdir(parents=True, exist_ok=True)
+        (experiment_path / LAUNCH_FILE).write_text(
+            json.dumps(
+                {"parent_run_id": parent_run_id, "spec": effective, "config_text": config_text}
+            )
+        )
     info = tracking.TrackingInfo(
         uri=tracking_uri,
         experiment_id=experiment_id,
@@ -197,28 +345,42 @@ def run_study(
     # We checkpoint every epoch and keep one: Tune then snapshots the experiment after each
     # deletion and warns every few seconds; the snapshot is small and local, so silence the warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    status = "FAILED"
-    try:
-        if previous is not None:
-            tuner = tune.Tuner.restore(
-                str(previous), trainable, resume_errored=True, param_space=to_param_space(spec)
+    status, interrupted, results = "FAILED", None, None
+    with _Signals() as signals:
+        try:
+            if previous is not None:
+                tuner = tune.Tuner.restore(
+                    str(previous), trainable, resume_errored=True, param_space=to_param_space(spec)
+                )
+            else:
+                tuner = tune.Tuner(
+                    trainable,
+                    param_space=to_param_space(spec),
+                    tune_config=tune.TuneConfig(
+                        max_concurrent_trials=spec.max_concurrent_trials, reuse_actors=True
+                    ),
+                    run_config=run_config,
+                )
+            results = tuner.fit()
+        except KeyboardInterrupt:  # a second Ctrl-C skips Tune's graceful stop
+            interrupted = signals.received or "SIGINT"
+        finally:
+            n_finished = results.num_terminated if results is not None else 0
+            n_trials = len(results) if results is not None else spec.n_trials
+            n_errors = results.num_errors if results is not None else 0
+            if results is not None and n_finished + n_errors < n_trials:
+                interrupted = signals.received or "SIGINT"  # Tune stopped early on a signal
+            n_diverged = sum(
+                1 for r in (results or []) if r.metrics and r.metrics.get("diverged")
             )
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space=to_param_space(spec),
-                tune_config=tune.TuneConfig(
-                    max_concurrent_trials=spec.max_concurrent_trials, reuse_actors=True
-                ),
-                run_config=run_config,
-            )
-        results = tuner.fit()
-        n_errors = len(results.errors)
-        n_diverged = sum(1 for r in results if (r.metrics or {}).get("diverged"))
-        status = "FINISHED" if n_errors == 0 and n_diverged == 0 else "FAILED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        tracking.end_run(tracking_uri, parent_run_id, status)
-    return StudyResult(experiment_path, parent_run_id, len(results), n_errors, n_diverged)
+            if interrupted:
+                status = "KILLED"
+                tracking.close_running_children(
+                    tracking_uri, experiment_id, parent_run_id, f"{interrupted}: study interrupted"
+                )
+            elif n_errors == 0 and n_diverged == 0:
+                status = "FINISHED"
+            tracking.end_run(tracking_uri, parent_run_id, status)
+    return StudyResult(
+        experiment_path, parent_run_id, n_trials, n_errors, n_diverged, interrupted, n_finished
+    )

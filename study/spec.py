@@ -36,7 +36,8 @@ class Resources(BaseModel):
 class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+    """A plain identifier: it names the MLflow experiment, folders and the artifact location."""
     family: str
     description: str = ""
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
@@ -131,6 +132,13 @@ def _check_family_params(spec: StudySpec, source: str) -> None:
         configs = spec.family_configs()  # cross-field rules (e.g. task_index < n_tasks) over the grid
     except ValidationError as err:
         raise SpecError(_format_error(source, err, "sweep")) from None
+    for cfg in configs:
+        device = str(getattr(cfg, "device", "cpu"))
+        if device.startswith("cuda") and spec.resources.gpu == 0:
+            raise SpecError(
+                f"{source}: device {device!r} needs a GPU but resources.gpu is 0; "
+                "set resources.gpu (e.g. 0.25) or device: auto"
+            )
     # A metric the data view cannot feed is refused now, not after hours of training.
     metric_lists = {tuple(getattr(c, "metrics", ())) for c in configs}
     for metrics in metric_lists:
@@ -154,7 +162,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> d
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise SpecError(f"{source}: --set {key}: {part!r} is not a mapping")
-        node[parts[-1]] = yaml.safe_load(text)
+        try:
+            node[parts[-1]] = yaml.safe_load(text)  # safe_load: no !!python tags
+        except yaml.YAMLError as err:
+            raise SpecError(
+                f"--set {key}: value {text!r} is not valid YAML ({getattr(err, 'problem', err)})"
+            ) from None
     return raw
 
 
@@ -182,6 +195,8 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> StudySpec
         raise SpecError(f"{path}: study config not found")
     try:
         raw = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file (a study config is YAML)") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

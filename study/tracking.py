@@ -116,6 +116,82 @@ def end_run(uri: str, run_id: str, status: str) -> None:
     MlflowClient(uri).set_terminated(run_id, status)
 
 
+class TrackingUnreachable(RuntimeError):
+    """The tracking server cannot be reached; the message is one line."""
+
+
+def check_reachable(uri: str) -> None:
+    """Fail in one line, before Ray starts, when the tracking store cannot be reached."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=5).raise_for_status()
+    except requests.RequestException as err:
+        reason = type(err).__name__
+        raise TrackingUnreachable(
+            f"tracking server {uri} is not reachable ({reason}); start it or pass --tracking-uri"
+        ) from None
+
+
+def reopen_parent_run(uri: str, run_id: str) -> tuple[str, str]:
+    """Resume: the launch's parent run continues (RUNNING again); returns (experiment_id, run_id)."""
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    client.update_run(run_id, "RUNNING")
+    client.set_tag(run_id, "resumed", str(int(run.data.tags.get("resumed", "0") or 0) + 1))
+    return run.info.experiment_id, run_id
+
+
+def _launch_runs(client: MlflowClient, experiment_id: str, status: str) -> list[Any]:
+    return client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{ROLE_TAG} = 'launch' and attributes.status = '{status}'",
+    )
+
+
+def close_running_children(uri: str, experiment_id: str, parent_run_id: str, reason: str) -> int:
+    """End every trial run of a launch still RUNNING as KILLED (the driver stopped early)."""
+    client = MlflowClient(uri)
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
+        ),
+    )
+    for run in runs:
+        client.log_batch(run.info.run_id, tags=[RunTag("end_reason", reason)])
+        client.set_terminated(run.info.run_id, "KILLED")
+    return len(runs)
+
+
+def close_stale_launches(uri: str, study: str, storage: str, keep: str | None = None) -> int:
+    """Launches of ``study`` under ``storage`` left RUNNING by a driver that died (SIGKILL, power):
+    the caller holds the study's lock, so none of them is alive. They and their running trial runs
+    end KILLED; ``keep`` (the launch being resumed) is left to be reopened."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        return 0
+    closed = 0
+    for run in _launch_runs(client, experiment.experiment_id, "RUNNING"):
+        if run.info.run_id == keep:
+            continue
+        if run.data.tags.get("storage", storage) != storage:
+            continue  # another storage's launch: its own lock, not ours
+        reason = "driver stopped without ending the launch (found by a later launch)"
+        close_running_children(uri, experiment.experiment_id, run.info.run_id, reason)
+        client.log_batch(run.info.run_id, tags=[RunTag("end_reason", reason)])
+        client.set_terminated(run.info.run_id, "KILLED")
+        closed += 1
+    if keep:
+        close_running_children(
+            uri, experiment.experiment_id, keep, "driver stopped; trial resumed by a later launch"
+        )
+    return closed
+
+
 def find_trial_run(client: MlflowClient, experiment_id: str, trial_id: str) -> Any | None:
     runs = client.search_runs(
         [experiment_id], filter_string=f"tags.trial_id = '{trial_id}'", max_results=1
@@ -128,11 +204,17 @@ class TrialRun:
 
     def __init__(self, info: TrackingInfo, trial_id: str, trial_name: str, params: dict[str, Any]):
         self.client = MlflowClient(info.uri)
+        self.logged: dict[str, int] = {}
         existing = find_trial_run(self.client, info.experiment_id, trial_id)
         if existing is not None:
             self.run_id = existing.info.run_id
             if existing.info.status != "RUNNING":
                 self.client.update_run(self.run_id, "RUNNING")
+            # A restored trial repeats the steps after its checkpoint with the same numbers:
+            # log each (metric, step) once, whichever checkpoint Tune restored from.
+            for key in existing.data.metrics:
+                history = self.client.get_metric_history(self.run_id, key)
+                self.logged[key] = max((m.step for m in history), default=-1)
             return
         tags = {
             ROLE_TAG: "trial",
@@ -152,7 +234,13 @@ class TrialRun:
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        batch = [
+            Metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if step > self.logged.get(k, -1)
+        ]
+        for metric in batch:
+            self.logged[metric.key] = step
         for start in range(0, len(batch), 1000):  # MLflow's per-call limit
             self.client.log_batch(self.run_id, metrics=batch[start : start + 1000])
 
