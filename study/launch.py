@@ -365,11 +365,13 @@ def _run_locked(
         except KeyboardInterrupt:  # a second Ctrl-C skips Tune's graceful stop
             interrupted = signals.received or "SIGINT"
         finally:
-            n_finished = results.num_terminated if results is not None else 0
             n_trials = len(results) if results is not None else spec.n_trials
-            n_errors = results.num_errors if results is not None else 0
-            if results is not None and n_finished + n_errors < n_trials:
-                interrupted = signals.received or "SIGINT"  # Tune stopped early on a signal
+            n_errors = len(results.errors) if results is not None else 0
+            # Tune returns normally after a Ctrl-C: the study ended only if every trial's run did.
+            ended = tracking.child_statuses(tracking_uri, experiment_id, parent_run_id)
+            n_finished = ended.get("FINISHED", 0)
+            if n_finished + ended.get("FAILED", 0) < n_trials:
+                interrupted = interrupted or signals.received or "SIGINT"
             n_diverged = sum(
                 1 for r in (results or []) if r.metrics and r.metrics.get("diverged")
             )

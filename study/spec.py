@@ -24,6 +24,19 @@ from trainables.metrics import METRICS
 class SpecError(ValueError):
     """A bad study spec; ``str(err)`` is one line naming the file and key."""
 
+    def __str__(self) -> str:
+        # A key or value may hold a line break (YAML allows "x\ny" keys): keep the message one line.
+        return "\\n".join(super().__str__().splitlines())
+
+
+# Besides YAMLError, PyYAML's safe_load leaks these on malformed scalars (`!!int x`, `!!bool x`,
+# `!!timestamp x`, `2020-13-45`) and on deep nesting (`[[[[...`).
+_YAML_ERRORS = (yaml.YAMLError, ValueError, LookupError, AttributeError, RecursionError)
+
+
+def _yaml_problem(err: BaseException) -> str:
+    return str(getattr(err, "problem", None) or getattr(err, "reason", None) or repr(err))
+
 
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -164,9 +177,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> d
                 raise SpecError(f"{source}: --set {key}: {part!r} is not a mapping")
         try:
             node[parts[-1]] = yaml.safe_load(text)  # safe_load: no !!python tags
-        except yaml.YAMLError as err:
+        except _YAML_ERRORS as err:
             raise SpecError(
-                f"--set {key}: value {text!r} is not valid YAML ({getattr(err, 'problem', err)})"
+                f"--set {key}: value {text!r} is not valid YAML ({_yaml_problem(err)})"
             ) from None
     return raw
 
@@ -176,13 +189,13 @@ def parse_spec(raw: Any, source: str = "<spec>") -> StudySpec:
         raise SpecError(f"{source}: expected a mapping of study settings at the top level")
     fixed = raw.get("fixed")
     if raw.get("metrics") is not None and isinstance(fixed, dict) and "metrics" in fixed:
-        if list(fixed["metrics"] or []) != list(raw["metrics"]):
+        if (fixed["metrics"] or []) != raw["metrics"]:
             raise SpecError(
                 f"{source}: metrics: given both at the top level {raw['metrics']} and in "
                 f"fixed.metrics {fixed['metrics']}; keep one"
             )
     try:
-        spec = StudySpec(**raw)
+        spec = StudySpec.model_validate(raw)  # not **raw: a YAML key may be a number
     except ValidationError as err:
         raise SpecError(_format_error(source, err)) from None
     _check_family_params(spec, source)
@@ -197,10 +210,10 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> StudySpec
         raw = yaml.safe_load(path.read_text())
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a text file (a study config is YAML)") from None
-    except yaml.YAMLError as err:
+    except _YAML_ERRORS as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}:{where} invalid YAML ({getattr(err, 'problem', err)})") from None
+        raise SpecError(f"{path}:{where} invalid YAML ({_yaml_problem(err)})") from None
     if isinstance(raw, dict):
         raw = apply_overrides(raw, overrides or [], str(path))
     return parse_spec(raw, str(path))

@@ -151,6 +151,19 @@ def _launch_runs(client: MlflowClient, experiment_id: str, status: str) -> list[
     )
 
 
+def child_statuses(uri: str, experiment_id: str, parent_run_id: str) -> dict[str, int]:
+    """How many trial runs of a launch are in each status."""
+    runs = MlflowClient(uri).search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        max_results=50_000,
+    )
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.info.status] = counts.get(run.info.status, 0) + 1
+    return counts
+
+
 def close_running_children(uri: str, experiment_id: str, parent_run_id: str, reason: str) -> int:
     """End every trial run of a launch still RUNNING as KILLED (the driver stopped early)."""
     client = MlflowClient(uri)

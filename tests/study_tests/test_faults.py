@@ -1,0 +1,176 @@
+"""Faults against real processes: the driver interrupted (SIGINT) or killed (SIGKILL) mid-study and
+resumed, a config that differs from the launch being resumed, a second concurrent launch. Each
+resumed study must end with one run per trial, every run FINISHED, every epoch logged once, and
+the same final numbers as an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from study.launch import study_lock
+from trainables import DatasetConfig, LocalContext, get_family
+
+QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
+EPOCHS = 8
+SUBSET = {"scale": [0, 5], "orientation": 0, "posX": "0:32:4", "posY": "0:32:4"}
+SETTINGS = [
+    "dataset.subset={scale: [0, 5], orientation: 0, posX: '0:32:4', posY: '0:32:4'}",
+    f"fixed.epochs={EPOCHS}",
+    "fixed.n_tasks=2",
+    "fixed.metric_train_points=200",
+    "fixed.metric_test_points=100",
+    "fixed.pictures=false",
+    "sweep={variant: [multi_head, random], seed: [0]}",
+]
+SECRET = "planted-secret-7f3a9c"  # an environment credential that must never be recorded
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def _args(name: str, *extra: str) -> list[str]:
+    args = [sys.executable, "-m", "study.cli", "run", str(QUICKSTART), "--num-cpus", "2"]
+    for item in [*SETTINGS, f"name={name}", *extra]:
+        args += ["--set", item]
+    return args
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "AWS_SECRET_ACCESS_KEY": SECRET}
+
+
+def _client(cwd: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{cwd / 'mlruns.db'}")
+
+
+def _runs(client: MlflowClient, name: str, role: str) -> list:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return []
+    return client.search_runs([experiment.experiment_id], f"tags.role = '{role}'")
+
+
+def _max_epochs_logged(client: MlflowClient, name: str) -> int:
+    try:
+        runs = _runs(client, name, "trial")
+        return max(
+            (len(client.get_metric_history(r.info.run_id, "train/loss")) for r in runs), default=0
+        )
+    except Exception:  # the store may be mid-creation
+        return 0
+
+
+def _start_and_stop(cwd: Path, name: str, sig: int) -> subprocess.CompletedProcess:
+    """Start a study, send ``sig`` to the driver once a trial has logged 2 epochs."""
+    process = subprocess.Popen(
+        _args(name), cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    client = _client(cwd)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if _max_epochs_logged(client, name) >= 2:
+            process.send_signal(sig)
+            break
+        time.sleep(0.2)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode not in (None, 0), stdout[-2000:] + stderr[-2000:]
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def _resume(cwd: Path, name: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "study.cli", "resume", name, "--num-cpus", "2"],
+        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def uninterrupted() -> dict[str, dict[str, float]]:
+    """The same trials in process, never stopped (the CPU gives the same numbers)."""
+    torch.set_num_threads(1)
+    family = get_family("multitask")
+    results = {}
+    for variant in ("multi_head", "random"):
+        cfg = family.Config(
+            variant=variant, epochs=EPOCHS, n_tasks=2, metric_train_points=200,
+            metric_test_points=100, pictures=False, latent_dim=10, batch_size=128, lr=1e-3,
+            task_seed=0,
+        )  # fmt: skip
+        data = family.prepare_data(DatasetConfig(subset=SUBSET), [cfg])
+        results[variant] = family.fit(cfg, data, LocalContext())
+    return results
+
+
+def _assert_complete(cwd: Path, name: str, uninterrupted) -> None:
+    client = _client(cwd)
+    launches = _runs(client, name, "launch")
+    assert len(launches) == 1 and launches[0].info.status == "FINISHED"
+    trials = _runs(client, name, "trial")
+    assert sorted(r.data.tags["variant"] for r in trials) == ["multi_head", "random"]
+    for run in trials:
+        assert run.info.status == "FINISHED"
+        for key in ("train/loss", "val/rmse", "epoch"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            assert sorted(steps) == list(range(1, EPOCHS + 1)), (key, steps)
+        expected = uninterrupted[run.data.tags["variant"]]
+        for key in ("rmse", "mig", "dci_disentanglement", "dci_informativeness"):
+            assert run.data.metrics[key] == expected[key], key
+    # No credential from the environment reached the store, the artifacts or Ray's folders.
+    for root in ("mlruns.db", "mlartifacts", "ray_results"):
+        path = cwd / root
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        for file in files:
+            assert SECRET.encode() not in file.read_bytes(), file
+
+
+def test_sigint_then_resume(tmp_path, uninterrupted):
+    stopped = _start_and_stop(tmp_path, "faults_int", signal.SIGINT)
+    assert stopped.returncode == 130
+    assert "study resume faults_int" in stopped.stderr
+    assert "done" not in stopped.stdout.split("\n")[-3:]
+    client = _client(tmp_path)
+    (launch,) = _runs(client, "faults_int", "launch")
+    assert launch.info.status == "KILLED"
+    statuses = {r.info.status for r in _runs(client, "faults_int", "trial")}
+    assert "RUNNING" not in statuses and "KILLED" in statuses
+    _resume(tmp_path, "faults_int")
+    _assert_complete(tmp_path, "faults_int", uninterrupted)
+
+
+def test_sigkill_of_the_driver_then_resume(tmp_path, uninterrupted):
+    stopped = _start_and_stop(tmp_path, "faults_kill", signal.SIGKILL)
+    assert stopped.returncode == -signal.SIGKILL
+    ray = Path(sys.executable).with_name("ray")  # the driver's local Ray outlives it
+    subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120)
+    (launch,) = _runs(_client(tmp_path), "faults_kill", "launch")
+    assert launch.info.status == "RUNNING"  # nobody could end it
+    _resume(tmp_path, "faults_kill")
+    _assert_complete(tmp_path, "faults_kill", uninterrupted)
+
+
+def test_resume_refuses_a_different_config_and_a_second_launch_is_refused(tmp_path):
+    stopped = _start_and_stop(tmp_path, "faults_cfg", signal.SIGINT)
+    assert stopped.returncode == 130
+    changed = subprocess.run(
+        [*_args("faults_cfg", "fixed.lr=0.01"), "--resume"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert changed.returncode == 2
+    assert changed.stderr.strip().startswith("error: resume: fixed.lr differs")
+    with study_lock((tmp_path / "ray_results").resolve(), "faults_cfg"):
+        second = subprocess.run(
+            [sys.executable, "-m", "study.cli", "resume", "faults_cfg", "--num-cpus", "2"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    assert second.returncode == 2 and "already running" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
