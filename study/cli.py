@@ -55,7 +55,7 @@ def run(
     if name:
         overrides.append(f"name={name}")
     try:
-        spec = load_spec(config, overrides)
+        spec = load_spec(config, overrides, max_trials=None if yes else MAX_TRIALS)
     except SpecError as err:
         _fail(str(err))
     _launch(spec, tracking_uri, storage, address, num_cpus, resume, yes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import ray
 import torch
 from ray import tune
@@ -28,6 +30,7 @@ from ray import tune
 from trainables import NonFiniteLoss, get_family
 
 from . import tracking
+from .journal import Journal, Sender
 from .space import to_param_space
 from .spec import SpecError, StudySpec
 
@@ -42,22 +45,42 @@ class LaunchInfo:
     tracking: tracking.TrackingInfo
 
 
+def _trial_storage() -> tuple[pafs.FileSystem, str]:
+    """The trial's folder on the study's storage (local, NFS or a cloud URI) and its file system.
+
+    Ray has no public accessor for it (``get_trial_dir`` is the node-local working folder), so
+    this reads the Train session's storage context.
+    """
+    from ray.train._internal.session import get_session
+
+    storage = get_session().storage
+    return storage.storage_filesystem, storage.trial_fs_path
+
+
 class RayContext:
-    """TrialContext backed by Tune (checkpoints, results) and MLflow (the trial's child run)."""
+    """TrialContext backed by Tune (checkpoints, results) and MLflow through the trial's journal."""
 
     def __init__(self, launch: LaunchInfo, params: dict[str, Any]):
         context = tune.get_context()
         self._workdir = Path(tempfile.mkdtemp(prefix="trial-"))
         self.artifact_dir = self._workdir / "artifacts"
         self.artifact_dir.mkdir()
-        self.run = tracking.TrialRun(
-            launch.tracking, context.get_trial_id(), context.get_trial_name(), params
+        self.fs, self.trial_path = _trial_storage()
+        self.journal = Journal(self.fs, self.trial_path)
+        self.sender = Sender(launch.tracking.uri, self.journal)
+        self.journal.append(
+            tracking.run_record(
+                launch.tracking, context.get_trial_id(), context.get_trial_name(), params
+            )
         )
+        self.sender.flush()
 
     def report(
         self, metrics: dict[str, float], *, step: int, state: dict[str, Any] | None = None
     ) -> None:
-        self.run.log_metrics(metrics, step=step)
+        now = int(time.time() * 1000)
+        self.journal.append({"op": "metrics", "step": step, "metrics": metrics, "time": now})
+        self.sender.flush()  # fails fast while the server is away: the journal keeps it
         if state is None:
             tune.report(metrics)
             return
@@ -65,35 +88,54 @@ class RayContext:
             torch.save(state, Path(directory) / _STATE_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
+    def finish(self, status: str = "FINISHED", reason: str = "") -> bool:
+        """Journal the artifacts and the end, then send with back-off; True if all was sent."""
+        if status == "FINISHED" and any(self.artifact_dir.iterdir()):
+            self.journal.append({"op": "artifacts", "path": self.journal.copy_artifacts(self.artifact_dir)})
+        self.journal.append({"op": "end", "status": status, "reason": reason})
+        budget = float(os.environ.get("STUDY_TRACKING_RETRY_S", "120"))
+        sent = self.sender.flush_with_backoff(budget)
+        if not sent:
+            log.warning("tracking server unreachable: run `study sync` once it is back")
+        return sent
+
     def restore(self) -> dict[str, Any] | None:
         """The newest checkpoint of this trial: Tune's, or a newer one in the trial folder.
 
         Tune restores from the checkpoint its last experiment snapshot names, which can lag the
-        last one written; where the trial folder is on a file system we read, take the newest.
+        last one written; the trial folder on the storage holds every checkpoint kept.
         """
-        candidates = []
+        states = []
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:
-                candidates.append(_load_state(Path(directory) / _STATE_FILE))
-        trial_dir = Path(tune.get_context().get_trial_dir())
-        if trial_dir.is_dir():
-            for path in sorted(trial_dir.glob(f"checkpoint_*/{_STATE_FILE}")):
-                candidates.append(_load_state(path))
-        states = [c for c in candidates if c is not None]
+                states.append(_load_state(pafs.LocalFileSystem(), f"{directory}/{_STATE_FILE}"))
+        selector = pafs.FileSelector(self.trial_path, allow_not_found=True)
+        for info in self.fs.get_file_info(selector):
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+                states.append(_load_state(self.fs, f"{info.path}/{_STATE_FILE}"))
+        states = [s for s in states if s is not None]
         return max(states, key=lambda state: state["step"]) if states else None
 
 
-def _load_state(path: Path) -> dict[str, Any] | None:
-    """A checkpoint's state, or None if it is incomplete (a trial killed while writing it)."""
+def _load_state(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
+    """A checkpoint's state, or None if missing or incomplete (a trial killed while writing it).
+
+    ``weights_only=True``: a crafted checkpoint raises instead of running code.
+    """
     try:
-        return torch.load(path, weights_only=True)
+        with fs.open_input_stream(path) as handle:
+            return torch.load(io.BytesIO(handle.read()), weights_only=True)
     except (OSError, EOFError, RuntimeError) as err:
         log.warning("skipping unreadable checkpoint %s (%s)", path, err)
         return None
 
 
 def _ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo) -> None:
+    # Fail fast on an unreachable tracking server: the journal keeps the records and the trial
+    # retries at its next report, instead of blocking training in MLflow's own retry loop.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     torch.set_num_threads(launch.threads)
     family = get_family(launch.family)
     cfg = family.Config(**config["params"])
@@ -103,10 +145,10 @@ def _ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo)
     except NonFiniteLoss as err:
         # Diverged: rerunning from the checkpoint would diverge again. End this trial, FAILED
         # with the reason, and let the study go on (no exception, so Tune does not retry).
-        ctx.run.finish(None, status="FAILED", reason=str(err))
+        ctx.finish("FAILED", str(err))
         tune.report({"diverged": 1.0})
         return
-    ctx.run.finish(ctx.artifact_dir)
+    ctx.finish()
 
 
 class _CloseRuns(tune.Callback):
@@ -115,11 +157,11 @@ class _CloseRuns(tune.Callback):
     def __init__(self, info: tracking.TrackingInfo):
         self.info = info
 
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        tracking.close_trial_run(self.info, trial.trial_id, "FINISHED", "stopped by Tune")
-
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        tracking.close_trial_run(self.info, trial.trial_id, "FAILED", "trial error")
+        try:
+            tracking.close_trial_run(self.info, trial.trial_id, "FAILED", "trial error")
+        except Exception as err:  # the tracking server may be away: never stop the study for it
+            log.warning("could not mark trial %s FAILED in MLflow: %s", trial.trial_id, err)
 
 
 def _init_ray(address: str | None, num_cpus: int | None) -> None:
@@ -173,8 +215,13 @@ def _check_storage(storage: Path) -> None:
     existing = storage
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise SpecError(f"--storage {storage}: {existing} is not a writable folder")
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError
+        with tempfile.TemporaryFile(dir=existing):  # a real write: os.access trusts root blindly
+            pass
+    except OSError:
+        raise SpecError(f"--storage {storage}: {existing} is not a writable folder") from None
 
 
 @contextlib.contextmanager

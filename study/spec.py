@@ -184,7 +184,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> d
     return raw
 
 
-def parse_spec(raw: Any, source: str = "<spec>") -> StudySpec:
+def parse_spec(raw: Any, source: str = "<spec>", *, max_trials: int | None = None) -> StudySpec:
+    """Validate a raw spec; a sweep over ``max_trials`` is refused before its grid is built."""
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: expected a mapping of study settings at the top level")
     fixed = raw.get("fixed")
@@ -198,11 +199,17 @@ def parse_spec(raw: Any, source: str = "<spec>") -> StudySpec:
         spec = StudySpec.model_validate(raw)  # not **raw: a YAML key may be a number
     except ValidationError as err:
         raise SpecError(_format_error(source, err)) from None
+    if max_trials is not None and spec.n_trials > max_trials:
+        raise SpecError(
+            f"{source}: sweep: {spec.n_trials} trials (over {max_trials}); pass --yes if meant"
+        )
     _check_family_params(spec, source)
     return spec
 
 
-def load_spec(path: str | Path, overrides: list[str] | None = None) -> StudySpec:
+def load_spec(
+    path: str | Path, overrides: list[str] | None = None, *, max_trials: int | None = None
+) -> StudySpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: study config not found")
@@ -216,4 +223,4 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> StudySpec
         raise SpecError(f"{path}:{where} invalid YAML ({_yaml_problem(err)})") from None
     if isinstance(raw, dict):
         raw = apply_overrides(raw, overrides or [], str(path))
-    return parse_spec(raw, str(path))
+    return parse_spec(raw, str(path), max_trials=max_trials)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 DEFAULT_STORE = "mlruns.db"
@@ -212,59 +212,28 @@ def find_trial_run(client: MlflowClient, experiment_id: str, trial_id: str) -> A
     return runs[0] if runs else None
 
 
-class TrialRun:
-    """The child run of one trial, created or found again by trial id (worker side)."""
-
-    def __init__(self, info: TrackingInfo, trial_id: str, trial_name: str, params: dict[str, Any]):
-        self.client = MlflowClient(info.uri)
-        self.logged: dict[str, int] = {}
-        existing = find_trial_run(self.client, info.experiment_id, trial_id)
-        if existing is not None:
-            self.run_id = existing.info.run_id
-            if existing.info.status != "RUNNING":
-                self.client.update_run(self.run_id, "RUNNING")
-            # A restored trial repeats the steps after its checkpoint with the same numbers:
-            # log each (metric, step) once, whichever checkpoint Tune restored from.
-            for key in existing.data.metrics:
-                history = self.client.get_metric_history(self.run_id, key)
-                self.logged[key] = max((m.step for m in history), default=-1)
-            return
-        tags = {
-            ROLE_TAG: "trial",
-            "mlflow.parentRunId": info.parent_run_id,
-            "study": info.study,
-            "family": info.family,
-            "dataset": str(info.dataset.get("name", "")),
-            "trial_id": trial_id,
-        }
-        for key in ("variant", "seed"):
-            if key in params:
-                tags[key] = str(params[key])
-        run = self.client.create_run(info.experiment_id, run_name=trial_name, tags=tags)
-        self.run_id = run.info.run_id
-        flat = {**flatten(params), **flatten(info.dataset, "dataset.")}
-        self.client.log_batch(self.run_id, params=[Param(k, v[:6000]) for k, v in flat.items()])
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
-        batch = [
-            Metric(k, float(v), now, step)
-            for k, v in metrics.items()
-            if step > self.logged.get(k, -1)
-        ]
-        for metric in batch:
-            self.logged[metric.key] = step
-        for start in range(0, len(batch), 1000):  # MLflow's per-call limit
-            self.client.log_batch(self.run_id, metrics=batch[start : start + 1000])
-
-    def finish(
-        self, artifact_dir: Path | None, *, status: str = "FINISHED", reason: str = ""
-    ) -> None:
-        if artifact_dir is not None and any(Path(artifact_dir).iterdir()):
-            self.client.log_artifacts(self.run_id, str(artifact_dir))
-        if reason:
-            self.client.log_batch(self.run_id, tags=[RunTag("end_reason", reason[:5000])])
-        self.client.set_terminated(self.run_id, status)
+def run_record(
+    info: TrackingInfo, trial_id: str, trial_name: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    """The journal record that creates (or finds again) a trial's child run."""
+    tags = {
+        ROLE_TAG: "trial",
+        "mlflow.parentRunId": info.parent_run_id,
+        "study": info.study,
+        "family": info.family,
+        "dataset": str(info.dataset.get("name", "")),
+        "trial_id": trial_id,
+    }
+    for key in ("variant", "seed"):
+        if key in params:
+            tags[key] = str(params[key])
+    return {
+        "op": "run",
+        "experiment_id": info.experiment_id,
+        "run_name": trial_name,
+        "tags": tags,
+        "params": {**flatten(params), **flatten(info.dataset, "dataset.")},
+    }
 
 
 def close_trial_run(info: TrackingInfo, trial_id: str, status: str, reason: str = "") -> None:

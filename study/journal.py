@@ -1,0 +1,210 @@
+"""Tracking that outlives the tracking server: every trial journals what it logs, then sends it.
+
+A trial appends each record (its run's tags and params, metrics with their steps, its artifacts, its
+end) to ``tracking_journal.jsonl`` in its own Ray trial folder, on the study's storage, *before*
+anything goes to MLflow. ``Sender`` then applies unsent records in order, each idempotently: the run
+is found again by its ``trial_id`` tag, a (metric, step) already in the run's history is skipped,
+artifacts overwrite themselves, ending twice is ending once. A server that cannot be reached only
+delays sending: the trial trains on and retries with back-off at each report and at its end, and
+``study sync NAME`` replays whatever is left, as often as wanted, without duplicating anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "tracking_journal.jsonl"
+SENT = "tracking_journal.sent"  # how many records of the journal are known to be in MLflow
+ARTIFACTS = "artifacts"
+
+
+class Journal:
+    """The append-only record file of one trial, on any pyarrow file system (local, NFS, S3)."""
+
+    def __init__(self, fs: pafs.FileSystem, directory: str):
+        self.fs, self.directory = fs, directory.rstrip("/")
+        self._records: list[dict[str, Any]] | None = None
+
+    def _path(self, name: str) -> str:
+        return f"{self.directory}/{name}"
+
+    def _read(self, name: str) -> str | None:
+        try:
+            with self.fs.open_input_stream(self._path(name)) as handle:
+                return handle.read().decode()
+        except (FileNotFoundError, OSError):
+            return None
+
+    def _write(self, name: str, text: str) -> None:
+        # Whole-file rewrite: object stores cannot append; journals stay small (a line a report).
+        self.fs.create_dir(self.directory, recursive=True)
+        with self.fs.open_output_stream(self._path(name)) as handle:
+            handle.write(text.encode())
+
+    def records(self) -> list[dict[str, Any]]:
+        if self._records is None:
+            text = self._read(JOURNAL) or ""
+            records = []
+            for line in text.splitlines():
+                try:
+                    records.append(json.loads(line))
+                except ValueError:  # a torn last line from a killed writer
+                    break
+            self._records = records
+        return self._records
+
+    def append(self, record: dict[str, Any]) -> None:
+        records = self.records()
+        records.append(record)
+        self._write(JOURNAL, "".join(json.dumps(r) + "\n" for r in records))
+
+    @property
+    def sent(self) -> int:
+        text = self._read(SENT)
+        return int(text) if text and text.strip().isdigit() else 0
+
+    def mark_sent(self, count: int) -> None:
+        self._write(SENT, str(count))
+
+    @property
+    def exists(self) -> bool:
+        return self.fs.get_file_info(self._path(JOURNAL)).type == pafs.FileType.File
+
+    def copy_artifacts(self, local_dir: Path) -> str:
+        """Put a trial's artifacts in its folder, where a later sync can still find them."""
+        target = self._path(ARTIFACTS)
+        self.fs.create_dir(target, recursive=True)
+        pafs.copy_files(str(local_dir), target, destination_filesystem=self.fs)
+        return ARTIFACTS
+
+
+class Sender:
+    """Applies a journal's unsent records to MLflow, in order, each one idempotently."""
+
+    def __init__(self, uri: str, journal: Journal):
+        self.uri, self.journal = uri, journal
+        self.client = MlflowClient(uri)
+        self.run_id: str | None = None
+        self.logged: dict[str, int] = {}  # metric -> last step in the run's history
+
+    def flush(self) -> bool:
+        """Send what is unsent; False (and a warning) if the store failed, to be retried later."""
+        records = self.journal.records()
+        done = sent = self.journal.sent
+        try:
+            if done < len(records) and self.run_id is None:
+                self._resolve(next(r for r in records if r["op"] == "run"))
+            for record in records[done:]:
+                self._apply(record)
+                done += 1
+        except Exception as err:  # any store failure: unreachable, 5xx, locked database
+            log.warning("tracking: %d record(s) not sent yet (%s); will retry", len(records) - done,
+                        str(err).splitlines()[0][:200] if str(err) else type(err).__name__)
+            return False
+        finally:
+            if done > sent:
+                self.journal.mark_sent(done)
+        return True
+
+    def flush_with_backoff(self, budget_s: float, first_wait_s: float = 1.0) -> bool:
+        """Retry ``flush`` with exponential back-off for up to ``budget_s`` seconds."""
+        deadline, wait = time.monotonic() + budget_s, first_wait_s
+        while not self.flush():
+            if time.monotonic() + wait > deadline:
+                return False
+            time.sleep(wait)
+            wait = min(wait * 2, 60.0)
+        return True
+
+    # -- records ------------------------------------------------------------------------------
+    def _resolve(self, record: dict[str, Any]) -> None:
+        """Find the trial's run by trial_id (after a retry, a resume or a sync), or create it."""
+        found = self.client.search_runs(
+            [record["experiment_id"]],
+            filter_string=f"tags.trial_id = '{record['tags']['trial_id']}'",
+            max_results=1,
+        )
+        if found:
+            run = found[0]
+            self.run_id = run.info.run_id
+            for key in run.data.metrics:
+                history = self.client.get_metric_history(self.run_id, key)
+                self.logged[key] = max((m.step for m in history), default=-1)
+            return
+        run = self.client.create_run(
+            record["experiment_id"], run_name=record["run_name"], tags=record["tags"]
+        )
+        self.run_id = run.info.run_id
+        params = [Param(k, v[:6000]) for k, v in record["params"].items()]
+        for start in range(0, len(params), 100):  # MLflow's per-call param limit
+            self.client.log_batch(self.run_id, params=params[start : start + 100])
+
+    def _apply(self, record: dict[str, Any]) -> None:
+        assert self.run_id is not None
+        op = record["op"]
+        if op == "run":
+            if self.client.get_run(self.run_id).info.status != "RUNNING" and not record.get(
+                "keep_status"
+            ):
+                self.client.update_run(self.run_id, "RUNNING")  # a retried or resumed trial
+        elif op == "metrics":
+            step = int(record["step"])
+            batch = [
+                Metric(k, float(v), int(record["time"]), step)
+                for k, v in record["metrics"].items()
+                if step > self.logged.get(k, -1)
+            ]
+            for start in range(0, len(batch), 1000):  # MLflow's per-call metric limit
+                self.client.log_batch(self.run_id, metrics=batch[start : start + 1000])
+            for metric in batch:
+                self.logged[metric.key] = step
+        elif op == "artifacts":
+            self._log_artifacts(record["path"])
+        elif op == "end":
+            if record.get("reason"):
+                self.client.log_batch(
+                    self.run_id, tags=[RunTag("end_reason", record["reason"][:5000])]
+                )
+            self.client.set_terminated(self.run_id, record["status"])
+        else:
+            raise ValueError(f"unknown journal record {op!r}")
+
+    def _log_artifacts(self, relative: str) -> None:
+        source = f"{self.journal.directory}/{relative}"
+        if isinstance(self.journal.fs, pafs.LocalFileSystem):
+            self.client.log_artifacts(self.run_id, source)
+            return
+        with tempfile.TemporaryDirectory() as local:
+            pafs.copy_files(source, local, source_filesystem=self.journal.fs)
+            self.client.log_artifacts(self.run_id, local)
+
+
+def trial_folders(fs: pafs.FileSystem, experiment: str) -> list[str]:
+    """Trial folders of a Ray experiment folder that hold a journal."""
+    selector = pafs.FileSelector(experiment, recursive=False, allow_not_found=True)
+    folders = [i.path for i in fs.get_file_info(selector) if i.type == pafs.FileType.Directory]
+    return sorted(f for f in folders if Journal(fs, f).exists)
+
+
+def sync_experiment(uri: str, fs: pafs.FileSystem, experiment: str) -> tuple[int, int, int]:
+    """Replay every trial journal of a launch: (trials, records sent now, trials still failing)."""
+    trials = sent = failing = 0
+    for folder in trial_folders(fs, experiment):
+        journal = Journal(fs, folder)
+        before = journal.sent
+        ok = Sender(uri, journal).flush()
+        trials += 1
+        sent += Journal(fs, folder).sent - before
+        failing += not ok
+    return trials, sent, failing
