@@ -30,7 +30,8 @@ def write_report(tracking_uri: str, study: str, out: str | Path) -> list[Path]:
     n_seeds = runs["params.seed"].nunique() if "params.seed" in runs else 1
     markdown.write_text(
         f"# Study `{study}`\n\n{len(runs)} finished trials; mean ± std over {n_seeds} seed(s), "
-        f"grouped by {', '.join(by) or 'nothing'}.\n\n" + tables.to_markdown(pretty)
+        f"grouped by {', '.join(by) or 'nothing'}.\n\n{launches_line(runs)}\n\n"
+        + tables.to_markdown(pretty)
     )
     written.append(markdown)
 
@@ -42,3 +43,13 @@ def write_report(tracking_uri: str, study: str, out: str | Path) -> list[Path]:
         plt.close(figure)
         written.append(png)
     return written
+
+
+def launches_line(runs) -> str:
+    """Which launches (parent runs) a report pools, so two launches are never mixed silently."""
+    column = "tags.mlflow.parentRunId"
+    if column not in runs:
+        return "Launches pooled: unknown (runs without a parent run)."
+    counts = runs[column].value_counts()
+    listed = ", ".join(f"`{run_id}` ({n} trials)" for run_id, n in counts.items())
+    return f"Launches pooled: {len(counts)} ({listed})."

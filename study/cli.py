@@ -119,6 +119,13 @@ def _launch(spec, tracking_uri, storage, address, num_cpus, resume: bool, yes: b
             markup=False, highlight=False, soft_wrap=True,
         )  # fmt: skip
         raise typer.Exit(130)
+    if result.tracking_pending:
+        errors.print(
+            f"error: the tracking server could not be reached at the end; when it is back, "
+            f"run: study sync {spec.name} --storage {storage} --tracking-uri {uri}",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        raise typer.Exit(1)
     failed = result.n_errors + result.n_diverged
     console.print(
         f"{'done' if not failed else 'finished with failures'}: {result.n_trials} trials, "
@@ -127,6 +134,34 @@ def _launch(spec, tracking_uri, storage, address, num_cpus, resume: bool, yes: b
         f"{result.parent_run_id} in {uri}"
     )
     if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def sync(
+    study: Annotated[str, typer.Argument(help="Study name")],
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
+    storage: Annotated[Path, typer.Option(help="Ray results / checkpoints")] = Path("ray_results"),
+) -> None:
+    """Send MLflow what trials journaled but could not send (a tracking outage); idempotent."""
+    from . import tracking
+    from .launch import sync_study
+
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    try:
+        results = sync_study(study, uri, storage)
+    except (SpecError, tracking.TrackingUnreachable) as err:
+        _fail(str(err))
+    incomplete = 0
+    for r in results:
+        incomplete += r.trials_failing + (not r.launch_closed)
+        console.print(
+            f"{r.launch}: {r.trials} trials, {r.records_sent} records sent"
+            + (f", {r.trials_failing} trials still unsent" if r.trials_failing else "")
+            + ("" if r.launch_closed else ", launch not ended")
+        )
+    if incomplete:
+        errors.print("error: tracking is still incomplete; run `study sync` again")
         raise typer.Exit(1)
 
 

@@ -208,3 +208,13 @@ def sync_experiment(uri: str, fs: pafs.FileSystem, experiment: str) -> tuple[int
         sent += Journal(fs, folder).sent - before
         failing += not ok
     return trials, sent, failing
+
+
+def launch_summary(fs: pafs.FileSystem, experiment: str) -> dict[str, int]:
+    """How many trials of a launch ended in each status, by their journals' last end record."""
+    counts: dict[str, int] = {}
+    for folder in trial_folders(fs, experiment):
+        ends = [r for r in Journal(fs, folder).records() if r["op"] == "end"]
+        status = ends[-1]["status"] if ends else "RUNNING"
+        counts[status] = counts.get(status, 0) + 1
+    return counts

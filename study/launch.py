@@ -25,12 +25,13 @@ from typing import Any
 import pyarrow.fs as pafs
 import ray
 import torch
+from mlflow.tracking import MlflowClient
 from ray import tune
 
 from trainables import NonFiniteLoss, get_family
 
 from . import tracking
-from .journal import Journal, Sender
+from .journal import Journal, Sender, launch_summary, sync_experiment
 from .space import to_param_space
 from .spec import SpecError, StudySpec
 
@@ -134,8 +135,8 @@ def _load_state(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
 def _ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo) -> None:
     # Fail fast on an unreachable tracking server: the journal keeps the records and the trial
     # retries at its next report, instead of blocking training in MLflow's own retry loop.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    for key, value in tracking.FAIL_FAST.items():
+        os.environ.setdefault(key, value)
     torch.set_num_threads(launch.threads)
     family = get_family(launch.family)
     cfg = family.Config(**config["params"])
@@ -159,7 +160,8 @@ class _CloseRuns(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         try:
-            tracking.close_trial_run(self.info, trial.trial_id, "FAILED", "trial error")
+            with tracking.fail_fast():
+                tracking.close_trial_run(self.info, trial.trial_id, "FAILED", "trial error")
         except Exception as err:  # the tracking server may be away: never stop the study for it
             log.warning("could not mark trial %s FAILED in MLflow: %s", trial.trial_id, err)
 
@@ -187,11 +189,46 @@ def check_resources(spec: StudySpec) -> None:
 LAUNCH_STAMP = "%Y%m%d-%H%M%S"
 
 
-def latest_experiment(storage: Path, study: str) -> Path | None:
-    """The newest ``<study>_<stamp>`` folder; a study named ``a`` must not pick up ``a_b``'s."""
+def launches(storage: Path, study: str) -> list[Path]:
+    """The ``<study>_<stamp>`` folders, oldest first; a study ``a`` must not pick up ``a_b``'s."""
     pattern = re.compile(rf"{re.escape(study)}_\d{{8}}-\d{{6}}")
-    runs = sorted(p for p in storage.glob(f"{study}_*") if p.is_dir() and pattern.fullmatch(p.name))
+    return sorted(p for p in storage.glob(f"{study}_*") if p.is_dir() and pattern.fullmatch(p.name))
+
+
+def latest_experiment(storage: Path, study: str) -> Path | None:
+    runs = launches(storage, study)
     return runs[-1] if runs else None
+
+
+@dataclass
+class SyncResult:
+    launch: str
+    trials: int
+    records_sent: int
+    trials_failing: int
+    launch_closed: bool
+
+
+def sync_study(study: str, uri: str, storage: Path) -> list[SyncResult]:
+    """Replay every trial journal of every launch of ``study`` into MLflow, then end each launch
+    as it ended (or was interrupted). Idempotent: a second sync sends nothing."""
+    folders = launches(storage.resolve(), study)
+    if not folders:
+        raise SpecError(f"sync: no launch of study {study!r} under {storage}")
+    tracking.check_reachable(uri)
+    results = []
+    for folder in folders:
+        record = read_launch(folder)
+        trials, sent, failing = sync_experiment(uri, pafs.LocalFileSystem(), str(folder))
+        closed = True
+        if record.get("status"):  # the driver got to the end; None: it is running or was killed
+            experiment_id = MlflowClient(uri).get_run(record["parent_run_id"]).info.experiment_id
+            closed = close_launch(
+                uri, experiment_id, record["parent_run_id"], record["status"],
+                record.get("interrupted"),
+            )  # fmt: skip
+        results.append(SyncResult(folder.name, trials, sent, failing, closed))
+    return results
 
 
 @dataclass
@@ -205,6 +242,8 @@ class StudyResult:
     interrupted: str | None = None
     """The signal that stopped the launch early (``SIGINT``, ``SIGTERM``), None if it ran out."""
     n_finished: int = 0
+    tracking_pending: bool = False
+    """Something could not be sent to MLflow (server away): ``study sync`` sends it later."""
 
 
 LAUNCH_FILE = "study_launch.json"  # in the Ray experiment folder: what a resume must continue
@@ -414,22 +453,53 @@ def _run_locked(
         finally:
             n_trials = len(results) if results is not None else spec.n_trials
             n_errors = len(results.errors) if results is not None else 0
-            # Tune returns normally after a Ctrl-C: the study ended only if every trial's run did.
-            ended = tracking.child_statuses(tracking_uri, experiment_id, parent_run_id)
+            # Tune returns normally after a Ctrl-C: the study ended only if every trial did. The
+            # trials' journals say so even while the tracking server is away.
+            ended = launch_summary(pafs.LocalFileSystem(), str(experiment_path))
             n_finished = ended.get("FINISHED", 0)
-            if n_finished + ended.get("FAILED", 0) < n_trials:
+            if n_finished + ended.get("FAILED", 0) + n_errors < n_trials:
                 interrupted = interrupted or signals.received or "SIGINT"
             n_diverged = sum(
                 1 for r in (results or []) if r.metrics and r.metrics.get("diverged")
             )
             if interrupted:
                 status = "KILLED"
-                tracking.close_running_children(
-                    tracking_uri, experiment_id, parent_run_id, f"{interrupted}: study interrupted"
-                )
             elif n_errors == 0 and n_diverged == 0:
                 status = "FINISHED"
-            tracking.end_run(tracking_uri, parent_run_id, status)
+            # Recorded first: `study sync` finishes the job if the server is away right now.
+            _update_launch(experiment_path, status=status, interrupted=interrupted)
+            synced = close_launch(tracking_uri, experiment_id, parent_run_id, status, interrupted)
     return StudyResult(
-        experiment_path, parent_run_id, n_trials, n_errors, n_diverged, interrupted, n_finished
-    )
+        experiment_path, parent_run_id, n_trials, n_errors, n_diverged, interrupted, n_finished,
+        tracking_pending=not synced,
+    )  # fmt: skip
+
+
+def _update_launch(experiment: Path, **fields: Any) -> None:
+    path = experiment / LAUNCH_FILE
+    record = json.loads(path.read_text())
+    record.update(fields)
+    path.write_text(json.dumps(record))
+
+
+def close_launch(
+    uri: str, experiment_id: str, parent_run_id: str, status: str, interrupted: str | None
+) -> bool:
+    """End the parent run (and, if interrupted, the trial runs still RUNNING); False if the
+    tracking server could not be reached after a few tries."""
+    for wait in (0, 2, 5, 10):
+        time.sleep(wait)
+        try:
+            with tracking.fail_fast():
+                _close_launch(uri, experiment_id, parent_run_id, status, interrupted)
+            return True
+        except Exception as err:  # unreachable, 5xx, locked database
+            log.warning("could not end the launch in MLflow (%s); retrying", err)
+    return False
+
+
+def _close_launch(uri, experiment_id, parent_run_id, status, interrupted) -> None:
+    if interrupted:
+        reason = f"{interrupted}: study interrupted"
+        tracking.close_running_children(uri, experiment_id, parent_run_id, reason)
+    tracking.end_run(uri, parent_run_id, status)

@@ -8,9 +8,11 @@ trial processes cannot do themselves (DESIGN section 8).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,25 @@ def start_parent_run(
 
 def end_run(uri: str, run_id: str, status: str) -> None:
     MlflowClient(uri).set_terminated(run_id, status)
+
+
+FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+@contextlib.contextmanager
+def fail_fast() -> Iterator[None]:
+    """MLflow calls that fail at once instead of retrying for minutes: we retry ourselves, and
+    whatever could not be sent waits in a journal or the launch file for ``study sync``."""
+    saved = {k: os.environ.get(k) for k in FAIL_FAST}
+    os.environ.update(FAIL_FAST)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class TrackingUnreachable(RuntimeError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,12 +69,15 @@ def _max_epochs_logged(client: MlflowClient, name: str) -> int:
         return 0
 
 
-def _start_and_stop(cwd: Path, name: str, sig: int) -> subprocess.CompletedProcess:
+def _start_and_stop(
+    cwd: Path, name: str, sig: int, *extra: str, client=None
+) -> subprocess.CompletedProcess:
     """Start a study, send ``sig`` to the driver once a trial has logged 2 epochs."""
     process = subprocess.Popen(
-        _args(name), cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    client = _client(cwd)
+        [*_args(name), *extra], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    client = client or _client(cwd)
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         if _max_epochs_logged(client, name) >= 2:
@@ -111,8 +115,8 @@ def uninterrupted() -> dict[str, dict[str, float]]:
     return results
 
 
-def _assert_complete(cwd: Path, name: str, uninterrupted) -> None:
-    client = _client(cwd)
+def _assert_complete(cwd: Path, name: str, uninterrupted, client=None) -> None:
+    client = client or _client(cwd)
     launches = _runs(client, name, "launch")
     assert len(launches) == 1 and launches[0].info.status == "FINISHED"
     trials = _runs(client, name, "trial")
@@ -174,3 +178,73 @@ def test_resume_refuses_a_different_config_and_a_second_launch_is_refused(tmp_pa
         )  # fmt: skip
     assert second.returncode == 2 and "already running" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
+
+
+class _Server:
+    """A real `mlflow server` on 127.0.0.1 that can be stopped and started again on its port."""
+
+    def __init__(self, root: Path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.root, self.process = root, None
+        self.uri = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        mlflow = Path(sys.executable).with_name("mlflow")
+        self.process = subprocess.Popen(
+            [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+             "--artifacts-destination", str(self.root / "server-artifacts"), "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        import requests
+
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if requests.get(f"{self.uri}/health", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                time.sleep(0.5)
+        raise RuntimeError("mlflow server did not start")
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+def test_tracking_server_outage_then_sync(tmp_path, uninterrupted):
+    server = _Server(tmp_path)
+    server.start()
+    client = MlflowClient(server.uri)
+    name = "faults_outage"
+    try:
+        process = subprocess.Popen(
+            [*_args(name), "--tracking-uri", server.uri], cwd=tmp_path,
+            env={**_env(), "STUDY_TRACKING_RETRY_S": "5"},  # trials give up sending quickly
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.time() + 300
+        while time.time() < deadline and _max_epochs_logged(client, name) < 2:
+            time.sleep(0.2)
+        server.stop()  # down for the rest of the study: far longer than the client's retries
+        try:
+            stdout, stderr = process.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        # Every trial trained to the end; only tracking is pending, and the study says so.
+        assert process.returncode == 1, stdout[-2000:] + stderr[-2000:]
+        assert f"study sync {name}" in stderr
+        server.start()
+        assert _max_epochs_logged(client, name) < EPOCHS  # the outage really lost records
+        sync = [sys.executable, "-m", "study.cli", "sync", name, "--tracking-uri", server.uri]
+        first = subprocess.run(sync, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert first.returncode == 0, first.stdout + first.stderr
+        again = subprocess.run(sync, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0 and ", 0 records sent" in again.stdout  # idempotent
+        _assert_complete(tmp_path, name, uninterrupted, client)
+    finally:
+        if server.process and server.process.poll() is None:
+            server.stop()

@@ -93,6 +93,7 @@ def test_report_writes_tables_and_figure(study_dir):
     report = study_dir / "report"
     markdown = (report / "summary.md").read_text()
     assert "| multi_head |" in markdown and "| random |" in markdown and "mig" in markdown
+    assert "Launches pooled: 1 (" in markdown
     assert (report / "scores.png").stat().st_size > 1000
     header = (report / "summary.csv").read_text().splitlines()[0]
     assert "mig_mean" in header and "mig_std" in header
