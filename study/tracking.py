@@ -9,17 +9,20 @@ trial processes cannot do themselves (DESIGN section 8).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mlflow.entities import RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+T = TypeVar("T")
 DEFAULT_STORE = "mlruns.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 ROLE_TAG = "role"
@@ -42,11 +45,33 @@ def _artifact_location(uri: str, study: str) -> str | None:
     return None
 
 
+def retry_on_conflict(action: Callable[[], T], attempts: int = 8) -> T:
+    """Run ``action``, retrying when another process races it: two launches creating the same
+    SQLite store (schema migration), the same experiment, or writing while the file is locked."""
+    rng = random.Random()
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as err:  # MlflowException, sqlalchemy OperationalError / IntegrityError
+            text = str(err).lower()
+            racing = any(
+                word in text
+                for word in ("already exists", "locked", "unique constraint", "alembic", "table")
+            )
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(rng.uniform(0.1, 0.5) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def get_or_create_experiment(client: MlflowClient, study: str, uri: str) -> str:
-    experiment = client.get_experiment_by_name(study)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(study, artifact_location=_artifact_location(uri, study))
+    def attempt() -> str:
+        experiment = client.get_experiment_by_name(study)
+        if experiment is not None:
+            return experiment.experiment_id
+        return client.create_experiment(study, artifact_location=_artifact_location(uri, study))
+
+    return retry_on_conflict(attempt)
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -102,16 +127,36 @@ class TrackingInfo:
 def start_parent_run(
     uri: str, study: str, family: str, config_text: str, extra_tags: dict[str, str]
 ) -> tuple[str, str]:
-    """Create the launch's parent run; returns (experiment_id, run_id)."""
-    client = MlflowClient(uri)
+    """Create the launch's parent run; returns (experiment_id, run_id). Safe from several
+    processes at once (a new store, a new experiment)."""
+    client = retry_on_conflict(lambda: _ready_client(uri))
     experiment_id = get_or_create_experiment(client, study, uri)
-    run = client.create_run(
-        experiment_id,
-        run_name=f"launch-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={ROLE_TAG: "launch", "study": study, "family": family, **extra_tags},
+    run = retry_on_conflict(
+        lambda: client.create_run(
+            experiment_id,
+            run_name=f"launch-{time.strftime('%Y%m%d-%H%M%S')}",
+            tags={ROLE_TAG: "launch", "study": study, "family": family, **extra_tags},
+        )
     )
-    client.log_text(run.info.run_id, config_text, "config.yaml")
+    retry_on_conflict(lambda: client.log_text(run.info.run_id, config_text, "config.yaml"))
     return experiment_id, run.info.run_id
+
+
+def _ready_client(uri: str) -> MlflowClient:
+    """A client whose store exists. Creating a SQLite store migrates its schema, which two
+    processes must not do at once (a half-migrated file stays broken): take a file lock."""
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(uri)
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return client
 
 
 def end_run(uri: str, run_id: str, status: str) -> None:
