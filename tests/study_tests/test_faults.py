@@ -89,12 +89,17 @@ def _start_and_stop(
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+def stderr_of(result: subprocess.CompletedProcess) -> str:
+    return result.stderr or ""
+
+
 def _resume(cwd: Path, name: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, "-m", "study.cli", "resume", name, "--num-cpus", "2"],
         cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert SECRET not in result.stdout + result.stderr  # nor in what the driver prints
     return result
 
 
@@ -140,6 +145,7 @@ def _assert_complete(cwd: Path, name: str, uninterrupted, client=None) -> None:
 def test_sigint_then_resume(tmp_path, uninterrupted):
     stopped = _start_and_stop(tmp_path, "faults_int", signal.SIGINT)
     assert stopped.returncode == 130
+    assert SECRET not in stopped.stdout + stderr_of(stopped)
     assert "study resume faults_int" in stopped.stderr
     assert "done" not in stopped.stdout.split("\n")[-3:]
     client = _client(tmp_path)
@@ -248,3 +254,46 @@ def test_tracking_server_outage_then_sync(tmp_path, uninterrupted):
     finally:
         if server.process and server.process.poll() is None:
             server.stop()
+
+
+def test_a_worker_node_removed_mid_study(tmp_path, uninterrupted, monkeypatch):
+    import threading
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from study.launch import run_study
+    from study.spec import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    name = "faults_node"
+    spec = load_spec(QUICKSTART, [*SETTINGS, f"name={name}", "max_failures=3"])
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=1)  # one trial per node
+    cluster.wait_for_nodes()
+    client = _client(tmp_path)
+
+    def remove_worker_mid_study() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline and _max_epochs_logged(client, name) < 2:
+            time.sleep(0.2)
+        cluster.remove_node(worker)  # its trial dies with it and is retried on the head
+
+    remover = threading.Thread(target=remove_worker_mid_study)
+    try:
+        ray.init(address=cluster.address, logging_level="ERROR")
+        remover.start()
+        result = run_study(
+            spec, config_text="", tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}",
+            storage=tmp_path / "ray_results", verbose=0,
+        )  # fmt: skip
+        remover.join(timeout=300)
+        assert result.n_errors == 0 and result.interrupted is None
+        # The trial on the removed node started twice (its journal opened its run twice).
+        journals = list((tmp_path / "ray_results").rglob("tracking_journal.jsonl"))
+        starts = [p.read_text().count('"op": "run"') for p in journals]
+        assert len(journals) == 2 and max(starts) == 2, starts
+        _assert_complete(tmp_path, name, uninterrupted)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
