@@ -125,6 +125,11 @@ def _assert_complete(cwd: Path, name: str, uninterrupted, client=None) -> None:
     launches = _runs(client, name, "launch")
     assert len(launches) == 1 and launches[0].info.status == "FINISHED"
     trials = _runs(client, name, "trial")
+    epochs = [len(client.get_metric_history(r.info.run_id, "train/loss")) for r in trials]
+    print(  # what a reader of `pytest -s` sees: the closing note's fault table
+        f"\n{name}: launches {[r.info.status for r in launches]}, trial runs "
+        f"{sorted(r.info.status for r in trials)}, train/loss points per run {epochs}"
+    )
     assert sorted(r.data.tags["variant"] for r in trials) == ["multi_head", "random"]
     for run in trials:
         assert run.info.status == "FINISHED"
