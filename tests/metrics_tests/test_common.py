@@ -131,3 +131,13 @@ def test_grid_codes_checks_rows():
 def test_unknown_metric():
     with pytest.raises(ValueError, match="unknown metric 'foo'"):
         get_metric("foo")
+
+
+def test_metrics_import_without_torch():
+    # Scoring arrays must not pay for torch (2 s here); families load it on first use.
+    import subprocess
+    import sys
+
+    code = "import sys, trainables.metrics; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,99 @@
+"""``study status NAME``: where a study's latest launch stands, read from its Ray experiment folder.
+
+Works from another shell while the study runs (and after it ended or died): each trial's tracking
+journal says whether it finished, failed or is still going and what it last reported; trials without
+a folder yet are pending. Nothing here talks to Ray or MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from trainables.metrics import get_metric, higher_is_better
+
+from .journal import Journal, trial_folders
+from .launch import LAUNCH_STAMP, latest_experiment, read_launch
+from .spec import SpecError, parse_spec
+
+
+@dataclass
+class TrialState:
+    name: str
+    status: str  # FINISHED | FAILED | RUNNING (no end recorded yet)
+    step: int | None
+    metric: float | None
+    reason: str = ""
+
+
+@dataclass
+class StudyStatus:
+    study: str
+    launch: str
+    launch_status: str  # the driver's last word: FINISHED | FAILED | KILLED, or RUNNING
+    n_trials: int
+    counts: dict[str, int]
+    metric: str
+    best: TrialState | None
+    elapsed_s: float
+    remaining_s: float | None
+    trials: list[TrialState] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _trial_state(journal: Journal, metric: str) -> TrialState:
+    records = journal.records()
+    ends = [r for r in records if r["op"] == "end"]
+    reports = [r for r in records if r["op"] == "metrics"]
+    values = [r["metrics"][metric] for r in reports if metric in r["metrics"]]
+    return TrialState(
+        name=journal.directory.rsplit("/", 1)[-1],
+        status=ends[-1]["status"] if ends else "RUNNING",
+        step=int(reports[-1]["step"]) if reports else None,
+        metric=float(values[-1]) if values else None,
+        reason=ends[-1].get("reason", "") if ends else "",
+    )
+
+
+def study_status(storage: Path, study: str, metric: str | None = None) -> StudyStatus:
+    experiment = latest_experiment(storage.resolve(), study) if storage.is_dir() else None
+    if experiment is None:
+        raise SpecError(f"status: no launch of study {study!r} under {storage}")
+    record = read_launch(experiment)
+    spec = parse_spec(record["spec"], f"{experiment.name}/study_launch.json")
+    metric = metric or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
+    fs = pafs.LocalFileSystem()
+    trials = [_trial_state(Journal(fs, f), metric) for f in trial_folders(fs, str(experiment))]
+    counts = {"FINISHED": 0, "RUNNING": 0, "FAILED": 0, "KILLED": 0}
+    for trial in trials:
+        counts[trial.status] = counts.get(trial.status, 0) + 1
+    counts["PENDING"] = max(spec.n_trials - len(trials), 0)
+    launch_status = record.get("status") or "RUNNING"
+    if launch_status == "KILLED":  # the driver stopped: its running trials stopped with it
+        counts["KILLED"] += counts.pop("RUNNING")
+        counts["RUNNING"] = 0
+    finished = [t for t in trials if t.status == "FINISHED" and t.metric is not None]
+    sign = -1.0 if higher_is_better(metric) is False else 1.0
+    best = max(finished, key=lambda t: sign * t.metric) if finished else None
+    started = time.mktime(time.strptime(experiment.name.rsplit("_", 1)[-1], LAUNCH_STAMP))
+    ended = record.get("ended_at")
+    elapsed = (ended or time.time()) - started
+    done = counts["FINISHED"] + counts["FAILED"]
+    left = counts["RUNNING"] + counts["PENDING"]
+    # Naive: the trials left take as long, on average, as the ones done so far did.
+    remaining = elapsed * left / done if done and left and launch_status == "RUNNING" else None
+    return StudyStatus(
+        study, experiment.name, launch_status, spec.n_trials, counts, metric, best, elapsed,
+        remaining, trials,
+    )  # fmt: skip
+
+
+def to_json(status: StudyStatus) -> str:
+    return json.dumps(status.as_dict(), indent=2)
