@@ -138,6 +138,40 @@ def _launch(spec, tracking_uri, storage, address, num_cpus, resume: bool, yes: b
 
 
 @app.command()
+def status(
+    study: Annotated[str, typer.Argument(help="Study name")],
+    storage: Annotated[Path, typer.Option(help="Ray results / checkpoints")] = Path("ray_results"),
+    metric: Annotated[str | None, typer.Option(help="Best by this metric (default: first)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Trials done / running / pending / failed, best so far, elapsed and time left (any shell)."""
+    from .status import study_status, to_json
+
+    try:
+        state = study_status(storage, study, metric)
+    except SpecError as err:
+        _fail(str(err))
+    if as_json:
+        print(to_json(state))
+        return
+    counts = ", ".join(f"{n} {k.lower()}" for k, n in state.counts.items() if n)
+    console.print(f"study [bold]{study}[/] ({state.launch}, {state.launch_status}): "
+                  f"{state.n_trials} trials: {counts}")
+    minutes = state.elapsed_s / 60
+    left = f", about {state.remaining_s / 60:.0f} min left" if state.remaining_s else ""
+    console.print(f"elapsed {minutes:.1f} min{left}")
+    if state.best is not None:
+        console.print(f"best {state.metric}: {state.best.metric:.4f} ({state.best.name})")
+    table = Table()
+    for column in ("trial", "status", "step", state.metric):
+        table.add_column(column)
+    for t in state.trials:
+        value = "" if t.metric is None else f"{t.metric:.4f}"
+        table.add_row(t.name[:40], t.status, str(t.step or ""), value)
+    console.print(table)
+
+
+@app.command()
 def sync(
     study: Annotated[str, typer.Argument(help="Study name")],
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,

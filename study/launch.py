@@ -159,6 +159,12 @@ class _CloseRuns(tune.Callback):
         self.info = info
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # The trial cannot journal its own end any more: the driver does, for `status` and `sync`.
+        try:
+            journal = Journal(trial.storage.storage_filesystem, trial.storage.trial_fs_path)
+            journal.append({"op": "end", "status": "FAILED", "reason": "trial error (see Ray)"})
+        except Exception as err:  # never stop the study over bookkeeping
+            log.warning("could not journal the end of trial %s: %s", trial.trial_id, err)
         try:
             with tracking.fail_fast():
                 tracking.close_trial_run(self.info, trial.trial_id, "FAILED", "trial error")
@@ -392,6 +398,7 @@ def _run_locked(
         experiment_id, parent_run_id = tracking.reopen_parent_run(
             tracking_uri, launch_record["parent_run_id"]
         )
+        _update_launch(previous, status=None, interrupted=None, ended_at=None)  # running again
     else:
         experiment_id, parent_run_id = tracking.start_parent_run(
             tracking_uri,
@@ -467,7 +474,9 @@ def _run_locked(
             elif n_errors == 0 and n_diverged == 0:
                 status = "FINISHED"
             # Recorded first: `study sync` finishes the job if the server is away right now.
-            _update_launch(experiment_path, status=status, interrupted=interrupted)
+            _update_launch(
+                experiment_path, status=status, interrupted=interrupted, ended_at=time.time()
+            )
             synced = close_launch(tracking_uri, experiment_id, parent_run_id, status, interrupted)
     return StudyResult(
         experiment_path, parent_run_id, n_trials, n_errors, n_diverged, interrupted, n_finished,

@@ -98,3 +98,23 @@ def _view(run):
 
     dataset = unflatten(run.data.params)["dataset"]
     return DatasetConfig(**dataset)
+
+
+def test_an_erroring_trial_ends_failed_in_mlflow_and_in_status(tmp_path):
+    # 96 images, 72 train rows: a step of two 64-row batches cannot be formed, the trial raises.
+    args = [sys.executable, "-m", "study.cli", "run", str(SMOKE), "--num-cpus", "2"]
+    for item in [*SHRINK[:-3], "fixed.batch_size=64", "sweep={seed: [0]}", "max_failures=0",
+                 "name=ae_error"]:  # fmt: skip
+        args += ["--set", item]
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1 and "1 errors" in result.stdout.replace("\n", " ")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    experiment = client.get_experiment_by_name("ae_error")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.role = 'trial'")
+    assert run.info.status == "FAILED"
+    status = subprocess.run(
+        [sys.executable, "-m", "study.cli", "status", "ae_error", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    state = json.loads(status.stdout)
+    assert state["counts"]["FAILED"] == 1 and state["launch_status"] == "FAILED"

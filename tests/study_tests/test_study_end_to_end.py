@@ -109,3 +109,11 @@ def test_resume_reuses_runs(study_dir, client):
     assert after == before  # no second run for any trial
     launches = _runs(client, "launch")
     assert len(launches) == 1 and launches[0].info.status == "FINISHED"  # the same parent run
+
+
+def test_status_reads_the_finished_launch(study_dir):
+    state = json.loads(_study(study_dir, "status", "e2e", "--json").stdout)
+    assert state["launch_status"] == "FINISHED" and state["n_trials"] == 2
+    assert state["counts"]["FINISHED"] == 2 and state["counts"]["PENDING"] == 0
+    assert state["best"]["metric"] == max(t["metric"] for t in state["trials"])
+    assert state["remaining_s"] is None and state["elapsed_s"] > 0

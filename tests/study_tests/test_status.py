@@ -1,0 +1,62 @@
+"""`study status`: counts, best so far and time left, read from a launch folder's journals."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pytest
+import yaml
+
+from study.journal import Journal
+from study.launch import LAUNCH_FILE, LAUNCH_STAMP
+from study.spec import SpecError, parse_spec
+from study.status import study_status
+
+QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
+
+
+def _launch(storage: Path, status: str | None, minutes_ago: float = 10.0) -> Path:
+    spec = parse_spec(yaml.safe_load(QUICKSTART.read_text()))  # 8 trials
+    stamp = time.strftime(LAUNCH_STAMP, time.localtime(time.time() - 60 * minutes_ago))
+    folder = storage / f"quickstart_{stamp}"
+    folder.mkdir(parents=True)
+    record = {"parent_run_id": "p", "spec": json.loads(spec.model_dump_json()), "status": status}
+    (folder / LAUNCH_FILE).write_text(json.dumps(record))
+    fs = pafs.LocalFileSystem()
+    # Two finished (mig 0.2 and 0.5), one failed, one still running: four pending.
+    for name, mig, end in (("a", 0.2, "FINISHED"), ("b", 0.5, "FINISHED"), ("c", None, "FAILED"),
+                           ("d", None, None)):  # fmt: skip
+        journal = Journal(fs, str(folder / name))
+        journal.append({"op": "run", "tags": {"trial_id": name}})
+        journal.append({"op": "metrics", "step": 1, "metrics": {"train/loss": 1.0}, "time": 0})
+        if mig is not None:
+            journal.append({"op": "metrics", "step": 5, "metrics": {"mig": mig}, "time": 0})
+        if end:
+            journal.append({"op": "end", "status": end, "reason": ""})
+    return folder
+
+
+def test_counts_best_and_time_left(tmp_path):
+    _launch(tmp_path, None)
+    state = study_status(tmp_path, "quickstart")
+    assert state.counts["FINISHED"] == 2 and state.counts["FAILED"] == 1
+    assert state.counts["RUNNING"] == 1 and state.counts["PENDING"] == 4
+    assert state.metric == "mig" and state.best.name == "b" and state.best.metric == 0.5
+    assert 590 < state.elapsed_s < 700
+    # 3 trials done in ~10 minutes, 5 left: about 10 * 5 / 3 minutes more.
+    assert state.remaining_s == pytest.approx(state.elapsed_s * 5 / 3)
+
+
+def test_a_killed_launch_has_no_running_trials_and_no_estimate(tmp_path):
+    _launch(tmp_path, "KILLED")
+    state = study_status(tmp_path, "quickstart")
+    assert state.counts["RUNNING"] == 0 and state.counts["KILLED"] == 1
+    assert state.remaining_s is None
+
+
+def test_unknown_study_is_one_line(tmp_path):
+    with pytest.raises(SpecError, match="no launch of study 'nope'"):
+        study_status(tmp_path, "nope")
