@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -61,19 +60,17 @@ def test_negative_num_cpus(tmp_path):
     assert "--num-cpus" in _run(tmp_path, "--num-cpus", "-1")
 
 
-def test_storage_that_cannot_be_written(tmp_path):
-    storage = tmp_path / "readonly"
-    storage.mkdir()
-    storage.chmod(0o500)
-    try:
-        if os.access(storage, os.W_OK):  # root: mode bits do not stop it
-            if not Path("/proc").is_dir():
-                pytest.skip("running as root and no /proc: no folder here is read-only")
-            storage = Path("/proc/nope")  # procfs refuses new folders, even to root
-        line = _run(tmp_path, "--storage", str(storage / "results"))
-    finally:
-        (tmp_path / "readonly").chmod(0o700)
-    assert "--storage" in line, line
+@pytest.mark.parametrize("where", ["under_a_file", "procfs"])
+def test_storage_that_cannot_be_written(where, tmp_path):
+    # Paths no user can create, root included (mode bits would not stop root).
+    if where == "under_a_file":
+        blocker = tmp_path / "a_file"
+        blocker.write_text("not a folder")
+        storage = blocker / "results"
+    else:
+        storage = Path("/proc/nope/results")  # procfs refuses new folders, even to root
+    line = _run(tmp_path, "--storage", str(storage))
+    assert "--storage" in line and "not a writable folder" in line, line
 
 
 def test_a_huge_sweep_needs_yes(tmp_path):
