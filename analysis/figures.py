@@ -63,21 +63,3 @@ def factor_traversals(dataset, *, columns: int = 10, seed: int = 0) -> tuple[lis
         classes[:, k] = np.linspace(0, size - 1, columns).round().astype(int)
         rows.append(dataset.images(classes))
     return list(dataset.factor_names), np.stack(rows)
-
-
-def plot_traversals(labels: list[str], images: np.ndarray, title: str = ""):
-    rows, cols = images.shape[:2]
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.95 + 0.4), squeeze=False)
-    for r in range(rows):
-        for c in range(cols):
-            image = images[r, c].transpose(1, 2, 0)
-            ax = axes[r, c]
-            ax.imshow(
-                image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[r, 0].set_ylabel(labels[r], rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig

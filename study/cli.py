@@ -331,11 +331,11 @@ def show_data(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """One row per factor, traversed with the others fixed: look at what the models see."""
-    import matplotlib.pyplot as plt
+    import numpy as np
     import yaml
 
-    from analysis.figures import factor_traversals, plot_traversals
-    from trainables import data
+    from analysis.figures import factor_traversals
+    from trainables import data, pictures
 
     options = {}
     for item in option or []:
@@ -350,10 +350,12 @@ def show_data(
         labels, images = factor_traversals(dataset, columns=columns, seed=seed)
     except data.DataError as err:
         _fail(str(err))
-    figure = plot_traversals(labels, images, title=f"{name}{f' ({subset})' if subset else ''}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
+    pictures.traversals(
+        images / 255.0, out, values=np.linspace(0.0, 1.0, columns), row_labels=labels,
+        title=f"{name}{f' ({subset})' if subset else ''}: each factor from its first class (0) "
+        "to its last (1), the others fixed",
+    )  # fmt: skip
     console.print(f"wrote {out}")
 
 

@@ -154,9 +154,7 @@ class Sender:
         assert self.run_id is not None
         op = record["op"]
         if op == "run":
-            if self.client.get_run(self.run_id).info.status != "RUNNING" and not record.get(
-                "keep_status"
-            ):
+            if self.client.get_run(self.run_id).info.status != "RUNNING":
                 self.client.update_run(self.run_id, "RUNNING")  # a retried or resumed trial
         elif op == "metrics":
             step = int(record["step"])
