@@ -116,41 +116,26 @@ def sampling_metrics_refusal(cfg: DatasetConfig, metrics: Sequence[str]) -> str 
 
 @torch.no_grad()
 def encode(
-    encoder: Callable[[torch.Tensor], Any],
+    encoder: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]],
     images: torch.Tensor,
     index: np.ndarray,
     batch_size: int = 512,
     *,
-    sample_seed: int | None = None,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
-    """Codes of ``images[index]`` (uint8 tensor), float64 (len(index), D).
-
-    ``encoder`` returns codes, or (mean, std or None) for a ``Trainer.encode``; then this returns
-    (mean codes, sampled codes or None), the samples drawn from a generator seeded by
-    ``sample_seed`` so the sampled representation is reproducible.
-    """
-    if isinstance(encoder, torch.nn.Module):
-        encoder.eval()
-    generator = None
-    if sample_seed is not None:
-        generator = torch.Generator(device=images.device).manual_seed(sample_seed)
-    means, samples, pairs = [], [], False
+    sample_seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Codes of ``images[index]`` (uint8 tensor) through a ``Trainer.encode``: float64 (len(index),
+    D) means, and samples of the code distribution (None for a deterministic encoder), drawn from a
+    generator seeded by ``sample_seed`` so the sampled representation is reproducible."""
+    generator = torch.Generator(device=images.device).manual_seed(sample_seed)
+    means, samples = [], []
     for start in range(0, len(index), batch_size):
         batch = torch.as_tensor(index[start : start + batch_size], device=images.device)
-        out = encoder(images[batch].float().div_(255.0))
-        if isinstance(out, tuple):
-            pairs = True
-            mean, std = out
-            means.append(mean.double().cpu().numpy())
-            if std is not None:
-                noise = torch.randn(mean.shape, generator=generator, device=mean.device)
-                samples.append((mean + std * noise).double().cpu().numpy())  # (B, D)
-        else:
-            means.append(out.double().cpu().numpy())
-    mean_codes = np.concatenate(means)
-    if not pairs:
-        return mean_codes
-    return mean_codes, (np.concatenate(samples) if samples else None)
+        mean, std = encoder(images[batch].float().div_(255.0))
+        means.append(mean.double().cpu().numpy())
+        if std is not None:
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+            samples.append((mean + std * noise).double().cpu().numpy())  # (B, D)
+    return np.concatenate(means), (np.concatenate(samples) if samples else None)
 
 
 def score(

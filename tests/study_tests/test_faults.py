@@ -1,6 +1,7 @@
-"""Faults against real processes: the driver interrupted (SIGINT) or killed (SIGKILL) mid-study and
-resumed, a config that differs from the launch being resumed, a second concurrent launch. Each
-resumed study must end with one run per trial, every run FINISHED, every epoch logged once, and
+"""Faults against real processes: a trial process SIGKILLed; the driver interrupted (SIGINT) or
+killed (SIGKILL) mid-study and resumed; a worker node removed; the tracking server stopped; a config
+that differs from the launch being resumed; a second concurrent launch. Each
+study must end with one run per trial, every run FINISHED, every epoch logged once, and
 the same final numbers as an uninterrupted run."""
 
 from __future__ import annotations
@@ -145,6 +146,42 @@ def _assert_complete(cwd: Path, name: str, uninterrupted, client=None) -> None:
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
         for file in files:
             assert SECRET.encode() not in file.read_bytes(), file
+
+
+def _trial_pids() -> list[int]:
+    """Tune's trial actor processes on this machine."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="ignore")
+            except OSError:
+                continue
+            if "ray::ImplicitFunc" in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_trial_process_killed_is_retried_from_its_checkpoint(tmp_path, uninterrupted):
+    name = "faults_trial"
+    process = subprocess.Popen(
+        [*_args(name, "max_failures=2")], cwd=tmp_path, env=_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    client = _client(tmp_path)
+    killed, deadline = False, time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if _max_epochs_logged(client, name) >= 2 and _trial_pids():
+            for pid in _trial_pids():
+                os.kill(pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.2)
+    stdout, stderr = process.communicate(timeout=600)
+    assert killed, stdout[-3000:] + stderr[-3000:]
+    assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    # Retried into the same run, epochs after the checkpoint trained again but logged once.
+    _assert_complete(tmp_path, name, uninterrupted)
 
 
 def test_sigint_then_resume(tmp_path, uninterrupted):
