@@ -209,8 +209,8 @@ def evaluate(
     cfg = trainer.cfg
     rng = np.random.default_rng(cfg.seed)
     n_points = cfg.metric_train_points + cfg.metric_test_points
-    factors = data["factors"]
-    sample = rng.integers(0, len(factors), n_points)  # with replacement, as the reference
+    sample = rng.integers(0, len(data["factors"]), n_points)  # with replacement, as the reference
+    factors = data["factors"][sample]
     needs_grid = any(get_metric(name).needs_source for name in cfg.metrics)
     if needs_grid and not data["full_grid"]:
         raise ValueError(
@@ -223,21 +223,20 @@ def evaluate(
     encoded = encode(trainer.encode, images, rows, sample_seed=cfg.seed)
     tables = {"": encoded[0], SAMPLED: encoded[1]}
     results: dict[str, float] = {}
-    scored_rng = copy.deepcopy(rng)  # mean and sample are scored with the same metric randomness
     for suffix, table in tables.items():
         if table is None:
             continue
-        metric_rng = copy.deepcopy(scored_rng)
+        metric_rng = copy.deepcopy(rng)  # mean and sample: the same metric randomness
         codes = table[sample] if needs_grid else table
         grid = (table, data["factor_sizes"]) if needs_grid else None
         save_codes(
             artifact_dir / f"codes{suffix}.npz",
-            codes, factors[sample], cfg.metric_train_points, metric_rng, cfg, grid,
+            codes, factors, cfg.metric_train_points, metric_rng, cfg, grid,
         )  # fmt: skip
         matrices: dict[str, np.ndarray] = {}
         scores = score(
             codes,
-            factors[sample],
+            factors,
             cfg.metrics,
             n_train=cfg.metric_train_points,
             rng=metric_rng,
@@ -250,5 +249,5 @@ def evaluate(
         results.update({f"{k}{suffix}": v for k, v in scores.items()})
         _artifacts.save_matrices(matrices, data["factor_names"], artifact_dir, suffix)
         if suffix == "" and cfg.pictures:
-            _artifacts.draw(trainer, data, images, codes, factors[sample], artifact_dir)
+            _artifacts.draw(trainer, data, images, codes, factors, artifact_dir)
     return results
