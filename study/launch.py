@@ -37,6 +37,7 @@ from .spec import SpecError, StudySpec
 
 log = logging.getLogger(__name__)
 _STATE_FILE = "state.pt"
+_KEEP = 2  # the newest checkpoint may be cut short by a kill: the one before stays
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def _trial_storage() -> tuple[pafs.FileSystem, str]:
 
 
 class RayContext:
-    """TrialContext backed by Tune (checkpoints, results) and MLflow through the trial's journal."""
+    """TrialContext backed by Tune (results), the trial folder (checkpoints) and MLflow via the journal."""
 
     def __init__(self, launch: LaunchInfo, params: dict[str, Any]):
         context = tune.get_context()
@@ -82,12 +83,36 @@ class RayContext:
         now = int(time.time() * 1000)
         self.journal.append({"op": "metrics", "step": step, "metrics": metrics, "time": now})
         self.sender.flush()  # fails fast while the server is away: the journal keeps it
-        if state is None:
-            tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory(dir=self._workdir) as directory:
-            torch.save(state, Path(directory) / _STATE_FILE)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        if state is not None:
+            self._checkpoint(state, step)
+        tune.report(metrics)
+
+    def _checkpoint(self, state: dict[str, Any], step: int) -> None:
+        """Write ``checkpoint_<step>/state.pt`` in the trial folder; keep the newest ``_KEEP``.
+
+        Tune is not told: its experiment snapshot lags the checkpoints it deletes, so a driver
+        killed between the two resumes from a checkpoint that no longer exists (and fails). The
+        trial finds its own newest checkpoint in its folder instead (``restore``).
+        """
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        folder = f"{self.trial_path}/checkpoint_{step:012d}"
+        self.fs.create_dir(folder, recursive=True)
+        partial = f"{folder}/{_STATE_FILE}.partial"
+        with self.fs.open_output_stream(partial) as handle:
+            handle.write(buffer.getvalue())
+        self.fs.move(partial, f"{folder}/{_STATE_FILE}")  # a reader never sees half a file
+        for old in self._checkpoint_folders()[:-_KEEP]:
+            self.fs.delete_dir(old)
+
+    def _checkpoint_folders(self) -> list[str]:
+        """This trial's checkpoint folders, oldest first (names carry the zero-padded step)."""
+        selector = pafs.FileSelector(self.trial_path, allow_not_found=True)
+        return sorted(
+            info.path
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_")
+        )
 
     def finish(self, status: str = "FINISHED", reason: str = "") -> bool:
         """Journal the artifacts and the end, then send with back-off; True if all was sent."""
@@ -101,22 +126,12 @@ class RayContext:
         return sent
 
     def restore(self) -> dict[str, Any] | None:
-        """The newest checkpoint of this trial: Tune's, or a newer one in the trial folder.
-
-        Tune restores from the checkpoint its last experiment snapshot names, which can lag the
-        last one written; the trial folder on the storage holds every checkpoint kept.
-        """
-        states = []
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is not None:
-            with checkpoint.as_directory() as directory:
-                states.append(_load_state(pafs.LocalFileSystem(), f"{directory}/{_STATE_FILE}"))
-        selector = pafs.FileSelector(self.trial_path, allow_not_found=True)
-        for info in self.fs.get_file_info(selector):
-            if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
-                states.append(_load_state(self.fs, f"{info.path}/{_STATE_FILE}"))
-        states = [s for s in states if s is not None]
-        return max(states, key=lambda state: state["step"]) if states else None
+        """The newest readable checkpoint in the trial folder (one cut short by a kill is skipped)."""
+        for folder in reversed(self._checkpoint_folders()):
+            state = _load_state(self.fs, f"{folder}/{_STATE_FILE}")
+            if state is not None:
+                return state
+        return None
 
 
 def _load_state(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
@@ -431,13 +446,9 @@ def _run_locked(
         name=experiment_path.name,
         storage_path=str(storage),
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         callbacks=[_CloseRuns(info)],
         verbose=verbose,
     )
-    # We checkpoint every epoch and keep one: Tune then snapshots the experiment after each
-    # deletion and warns every few seconds; the snapshot is small and local, so silence the warning.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     status, interrupted, results = "FAILED", None, None
     with _Signals() as signals:
         try:
