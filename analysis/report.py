@@ -27,9 +27,8 @@ def write_report(tracking_uri: str, study: str, out: str | Path) -> list[Path]:
     written += [csv, out / "runs.csv"]
 
     markdown = out / "summary.md"
-    n_seeds = runs["params.seed"].nunique() if "params.seed" in runs else 1
     markdown.write_text(
-        f"# Study `{study}`\n\n{len(runs)} finished trials; mean ± std over {n_seeds} seed(s), "
+        f"# Study `{study}`\n\n{len(runs)} finished trials; {pooled_line(runs, summary)}, "
         f"grouped by {', '.join(by) or 'nothing'}.\n\n{launches_line(runs)}\n\n"
         + tables.to_markdown(pretty)
     )
@@ -43,6 +42,15 @@ def write_report(tracking_uri: str, study: str, out: str | Path) -> list[Path]:
         plt.close(figure)
         written.append(png)
     return written
+
+
+def pooled_line(runs, summary) -> str:
+    """What each mean ± std is over: the runs a group holds (seeds, and a probe's upstream runs)."""
+    counts = summary.xs("count", axis=1, level=1).max(axis=1) if len(summary.columns) else []
+    low, high = (int(min(counts)), int(max(counts))) if len(counts) else (0, 0)
+    size = f"{low}" if low == high else f"{low}-{high}"
+    over = "seeds and upstream runs" if "params.upstream.family" in runs else "seeds"
+    return f"mean ± std over the {size} runs of each group ({over})"
 
 
 def launches_line(runs) -> str:

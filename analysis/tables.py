@@ -23,7 +23,8 @@ def summary(runs: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     if not by:
         frame = frame.assign(study="all")
         by = ["study"]
-    table = frame.groupby(by, sort=True)[metrics].agg(["mean", "std", "count"])
+    # dropna=False: a param only some upstream families have (e.g. beta) is NaN for the others
+    table = frame.groupby(by, sort=True, dropna=False)[metrics].agg(["mean", "std", "count"])
     return table
 
 

@@ -58,6 +58,8 @@ def run(
         spec = load_spec(config, overrides, max_trials=None if yes else MAX_TRIALS)
     except SpecError as err:
         _fail(str(err))
+    if spec.resolved_source is not None:
+        _fail(f"{config}: resolved_source: written by study run from source; remove it")
     _launch(spec, tracking_uri, storage, address, num_cpus, resume, yes)
 
 
@@ -92,9 +94,17 @@ def _launch(spec, tracking_uri, storage, address, num_cpus, resume: bool, yes: b
 
     if num_cpus is not None and num_cpus < 1:
         _fail(f"--num-cpus must be at least 1, got {num_cpus}")
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    if spec.source is not None and spec.resolved_source is None:
+        from .sources import resolve
+
+        try:
+            tracking.check_reachable(uri)
+            spec = resolve(spec, uri)  # the upstream runs: an axis of the grid
+        except (SpecError, tracking.TrackingUnreachable) as err:
+            _fail(str(err))
     if spec.n_trials > MAX_TRIALS and not yes:
         _fail(f"the sweep has {spec.n_trials} trials (over {MAX_TRIALS}); pass --yes if meant")
-    uri = tracking.resolve_tracking_uri(tracking_uri)
     console.print(
         f"study [bold]{spec.name}[/]: family {spec.family}, {spec.n_trials} trials, tracking {uri}"
         + (" (resuming its latest launch)" if resume else "")

@@ -30,7 +30,7 @@ from ray import tune
 
 from trainables import NonFiniteLoss, get_family
 
-from . import tracking
+from . import sources, tracking
 from .journal import Journal, Sender, launch_summary, sync_experiment
 from .space import to_param_space
 from .spec import SpecError, StudySpec
@@ -69,6 +69,7 @@ class RayContext:
         self.artifact_dir.mkdir()
         self.fs, self.trial_path = _trial_storage()
         self.journal = Journal(self.fs, self.trial_path)
+        self.tracking_uri = launch.tracking.uri
         self.sender = Sender(launch.tracking.uri, self.journal)
         self.journal.append(
             tracking.run_record(
@@ -370,6 +371,9 @@ def run_study(
     family = get_family(spec.family)
     storage = Path(storage).resolve()
     _check_storage(storage)
+    if spec.source is not None and spec.resolved_source is None:
+        tracking.check_reachable(tracking_uri)
+        spec = sources.resolve(spec, tracking_uri)
     effective = json.loads(spec.model_dump_json())
     previous = latest_experiment(storage, spec.name) if resume else None
     launch_record: dict[str, Any] | None = None
@@ -435,6 +439,7 @@ def _run_locked(
         study=spec.name,
         family=spec.family,
         dataset=json.loads(spec.dataset.model_dump_json()),
+        upstreams=sources.provenance_tags(spec) if spec.source is not None else {},
     )
     launch = LaunchInfo(spec.family, max(1, int(spec.resources.cpu)), info)
     # with_parameters puts the data into the object store once; trials read it from there.

@@ -10,11 +10,11 @@ from .spec import StudySpec
 
 def to_param_space(spec: StudySpec) -> dict[str, Any]:
     params: dict[str, Any] = dict(spec.base_params)
-    for axis, values in spec.sweep.items():
+    for axis, values in spec.axes.items():
         params[axis] = {"grid_search": list(values)}
     return {"params": params}
 
 
 def swept_axes(spec: StudySpec) -> list[str]:
     """Axes with more than one value: what distinguishes trials in tables."""
-    return [axis for axis, values in spec.sweep.items() if len(values) > 1]
+    return [axis for axis, values in spec.axes.items() if len(values) > 1]

@@ -10,10 +10,17 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from trainables import FAMILIES, DatasetConfig
 from trainables._eval import sampling_metrics_refusal
@@ -46,6 +53,59 @@ class Resources(BaseModel):
     """Fractional values share a GPU between small trials."""
 
 
+GROUND_TRUTH = "ground_truth"  # the probes' baseline source: the true factors (trainables._probe)
+
+
+class Source(BaseModel):
+    """Which upstream representations a probe study trains on; resolved before Ray starts.
+
+    ``study`` + ``where`` select finished trial runs of other studies by their params, ``pick``
+    keeps all of them, the best by ``metric`` (per study and ``group_by`` group) or the best per seed;
+    ``runs`` names MLflow run ids instead; ``ground_truth`` adds the true factors as a source.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    study: str | list[str] | None = None
+    """The upstream study (MLflow experiment), or several (e.g. one per auto-encoder family)."""
+    where: dict[str, Any] = Field(default_factory=dict)
+    """Param -> a value or a list of accepted values, e.g. ``{variant: [multi_head, random]}``."""
+    pick: Literal["all", "best", "per_seed"] = "all"
+    metric: str | None = None
+    """What ``best`` / ``per_seed`` rank by, e.g. ``mig`` or ``rmse``."""
+    mode: Literal["max", "min"] | None = None
+    """Whether higher or lower ``metric`` is better (default: from the metric registry)."""
+    group_by: list[str] = Field(default_factory=list)
+    """Params whose every combination gets its own best run, e.g. ``[variant]``."""
+    runs: list[str] = Field(default_factory=list)
+    ground_truth: bool = False
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Source:
+        if self.study is None and not self.runs and not self.ground_truth:
+            raise ValueError("give a study (with where / pick), runs, or ground_truth: true")
+        if self.study is not None and self.runs:
+            raise ValueError("give either study (a selector) or runs (run ids), not both")
+        if self.study is None and (self.where or self.group_by or self.pick != "all"):
+            raise ValueError("where, pick and group_by select runs of a study: set source.study")
+        if self.pick != "all" and self.metric is None:
+            raise ValueError(f"pick: {self.pick} ranks runs: set source.metric (e.g. mig)")
+        if self.pick == "all" and (self.metric is not None or self.group_by):
+            raise ValueError("metric and group_by only mean something with pick: best or per_seed")
+        return self
+
+
+class Upstream(BaseModel):
+    """One resolved source: what a probe trial is trained on, for its run's provenance tags."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    study: str = ""
+    family: str = ""
+    run_name: str = ""
+
+
 class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,6 +123,11 @@ class StudySpec(BaseModel):
     max_concurrent_trials: int | None = Field(default=None, gt=0)
     max_failures: int = Field(default=2, ge=0)
     """Retries of a failed trial, each from its last checkpoint."""
+    source: Source | None = None
+    """Probe families: the upstream representations (an ``upstream`` axis of the grid)."""
+    resolved_source: list[Upstream] | None = None
+    """Written by ``study run`` when it resolves ``source`` (kept in the launch record, so a
+    resume trains on the same upstream runs); not for hand-written specs."""
 
     @field_validator("family")
     @classmethod
@@ -95,15 +160,24 @@ class StudySpec(BaseModel):
         return params
 
     @property
+    def axes(self) -> dict[str, list[Any]]:
+        """The grid's axes: the resolved upstream runs (probes), then the sweep."""
+        axes: dict[str, list[Any]] = {}
+        if self.resolved_source is not None:
+            axes["upstream"] = [u.run_id for u in self.resolved_source]
+        axes.update(self.sweep)
+        return axes
+
+    @property
     def n_trials(self) -> int:
-        return math.prod(len(v) for v in self.sweep.values())
+        return math.prod(len(v) for v in self.axes.values())
 
     def grid(self) -> list[dict[str, Any]]:
         """Every trial's family parameters, in Tune's grid order (last axis fastest)."""
-        axes = list(self.sweep)
+        axes = self.axes
         return [
             {**self.base_params, **dict(zip(axes, combo, strict=True))}
-            for combo in itertools.product(*(self.sweep[a] for a in axes))
+            for combo in itertools.product(*axes.values())
         ]
 
     def family_configs(self) -> list[Any]:
@@ -124,7 +198,17 @@ def _check_family_params(spec: StudySpec, source: str) -> None:
     """Validate fixed params and each sweep value against the family Config, one axis at a time."""
     config = FAMILIES[spec.family].Config
     fields = set(config.model_fields)
+    is_probe = "upstream" in fields
+    if is_probe and spec.source is None:
+        raise SpecError(
+            f"{source}: source: family {spec.family!r} trains on an upstream representation; "
+            "add source: {study: ..., where: ..., pick: ...}, {runs: [...]} or {ground_truth: true}"
+        )
+    if not is_probe and spec.source is not None:
+        raise SpecError(f"{source}: source: family {spec.family!r} takes no upstream (probes do)")
     for section, keys in (("fixed", spec.fixed), ("sweep", spec.sweep)):
+        if is_probe and "upstream" in keys:
+            raise SpecError(f"{source}: {section}.upstream: set by source: (e.g. runs: [...])")
         for key in keys:
             if key not in fields:
                 raise SpecError(
@@ -142,7 +226,9 @@ def _check_family_params(spec: StudySpec, source: str) -> None:
             except ValidationError as err:
                 raise SpecError(_format_error(source, err, "sweep")) from None
     try:
-        configs = spec.family_configs()  # cross-field rules (e.g. task_index < n_tasks) over the grid
+        configs = (
+            spec.family_configs()
+        )  # cross-field rules (e.g. task_index < n_tasks) over the grid
     except ValidationError as err:
         raise SpecError(_format_error(source, err, "sweep")) from None
     for cfg in configs:

@@ -15,7 +15,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -122,6 +122,8 @@ class TrackingInfo:
     study: str
     family: str
     dataset: dict[str, Any]
+    upstreams: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Probes: upstream run id -> the provenance tags of the runs trained on it."""
 
 
 def start_parent_run(
@@ -293,6 +295,8 @@ def run_record(
     for key in ("variant", "seed"):
         if key in params:
             tags[key] = str(params[key])
+    if "upstream" in params:  # a probe: which representation it was trained on, and why
+        tags.update(info.upstreams.get(str(params["upstream"]), {}))
     return {
         "op": "run",
         "experiment_id": info.experiment_id,

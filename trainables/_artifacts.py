@@ -61,8 +61,9 @@ def draw(
         seed=cfg.seed,
     )
     test = np.asarray(data["test"])[:N_RECONSTRUCTIONS]
-    x = images[torch.as_tensor(test, device=images.device)].float().div_(255.0)
-    mean, _ = trainer.encode(x)
+    rows = torch.as_tensor(test, device=images.device)
+    x = images[rows].float().div_(255.0)
+    mean, _ = trainer.encode_rows(rows)
     decoded = trainer.decode(mean)
     if decoded is None:
         return

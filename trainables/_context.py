@@ -16,6 +16,8 @@ import torch
 
 class TrialContext(Protocol):
     artifact_dir: Path
+    tracking_uri: str | None
+    """The MLflow store upstream models are read from (probes); None: MLflow's default."""
 
     def report(
         self, metrics: dict[str, float], *, step: int, state: dict[str, Any] | None = None
@@ -29,8 +31,9 @@ class TrialContext(Protocol):
 class LocalContext:
     """In-process context: keeps every report (with its step) and the last checkpoint on disk."""
 
-    def __init__(self, directory: str | Path | None = None):
+    def __init__(self, directory: str | Path | None = None, tracking_uri: str | None = None):
         self.directory = Path(directory or tempfile.mkdtemp(prefix="trial-"))
+        self.tracking_uri = tracking_uri
         self.artifact_dir = self.directory / "artifacts"
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
         self.reports: list[dict[str, float]] = []

@@ -116,21 +116,22 @@ def sampling_metrics_refusal(cfg: DatasetConfig, metrics: Sequence[str]) -> str 
 
 @torch.no_grad()
 def encode(
-    encoder: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]],
-    images: torch.Tensor,
+    encode_rows: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]],
     index: np.ndarray,
+    device: torch.device,
     batch_size: int = 512,
     *,
     sample_seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Codes of ``images[index]`` (uint8 tensor) through a ``Trainer.encode``: float64 (len(index),
-    D) means, and samples of the code distribution (None for a deterministic encoder), drawn from a
-    generator seeded by ``sample_seed`` so the sampled representation is reproducible."""
-    generator = torch.Generator(device=images.device).manual_seed(sample_seed)
+    """Codes of the rows ``index`` through ``encode_rows`` (a ``Trainer.encode_rows``: row indices
+    on ``device`` -> (mean, std or None)): float64 (len(index), D) means, and samples of the code
+    distribution (None for a deterministic encoder), drawn from a generator seeded by
+    ``sample_seed`` so the sampled representation is reproducible."""
+    generator = torch.Generator(device=device).manual_seed(sample_seed)
     means, samples = [], []
     for start in range(0, len(index), batch_size):
-        batch = torch.as_tensor(index[start : start + batch_size], device=images.device)
-        mean, std = encoder(images[batch].float().div_(255.0))
+        batch = torch.as_tensor(index[start : start + batch_size], device=device)
+        mean, std = encode_rows(batch)
         means.append(mean.double().cpu().numpy())
         if std is not None:
             noise = torch.randn(mean.shape, generator=generator, device=mean.device)
@@ -220,7 +221,7 @@ def evaluate(
     # The grid in official order: one code per grid point serves every vote, and the array
     # metrics' sample is read from the same table instead of encoded again.
     rows = np.arange(len(images)) if needs_grid else sample
-    encoded = encode(trainer.encode, images, rows, sample_seed=cfg.seed)
+    encoded = encode(trainer.encode_rows, rows, images.device, sample_seed=cfg.seed)
     tables = {"": encoded[0], SAMPLED: encoded[1]}
     results: dict[str, float] = {}
     for suffix, table in tables.items():

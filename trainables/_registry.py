@@ -9,7 +9,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import ae, annealed_vae, beta_tc_vae, dip_vae, factor_vae, multitask, vae
+from . import (
+    ae,
+    annealed_vae,
+    beta_tc_vae,
+    decoder_probe,
+    dip_vae,
+    factor_vae,
+    multitask,
+    task_probe,
+    vae,
+)
 from ._config import DatasetConfig
 from ._context import TrialContext
 from ._saved import SavedModel, load_model
@@ -59,6 +69,8 @@ FAMILIES: dict[str, Family] = {
         factor_vae.FactorVAE,
         dip_vae.DIPVAE,
         beta_tc_vae.BetaTCVAE,
+        decoder_probe.DecoderProbe,
+        task_probe.TaskProbe,
     )
 }
 

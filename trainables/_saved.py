@@ -9,6 +9,8 @@ exactly: the codes it gives are the ones the trial scored.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from .loop import Trainer
 
 MODEL_DIR = "model"
+_DOWNLOAD_PREFIX = "downloaded-model-"
 FORMAT = 1
 
 
@@ -37,6 +40,7 @@ def save_model(trainer: Trainer, data: dict[str, Any], artifact_dir: Path) -> Pa
         "dataset": data.get("dataset"),
         "factor_names": list(data["factor_names"]),
         "factor_sizes": [int(s) for s in data["factor_sizes"]],
+        **trainer.saved_info(),
     }
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     return directory
@@ -59,7 +63,11 @@ class SavedModel:
 
         tensor = images if isinstance(images, torch.Tensor) else as_tensor(images, "cpu")
         tensor = tensor.to(self.trainer.device)
-        codes, _ = encode(self.trainer.encode, tensor, np.arange(len(tensor)), batch_size)
+
+        def encode_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            return self.trainer.encode(tensor[rows].float().div_(255.0))
+
+        codes, _ = encode(encode_rows, np.arange(len(tensor)), tensor.device, batch_size)
         return codes
 
 
@@ -70,11 +78,13 @@ def _model_dir(source: str | Path, tracking_uri: str | None) -> Path:
             return candidate
     if path.exists():
         raise FileNotFoundError(f"{source}: no {MODEL_DIR}/config.json and weights.pt here")
-    # Otherwise an MLflow run id: download its model artifacts.
+    # Otherwise an MLflow run id: download its model artifacts (without a progress bar per file in
+    # every probe trial's log).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    target = Path(tempfile.mkdtemp(prefix="model-"))
+    target = Path(tempfile.mkdtemp(prefix=_DOWNLOAD_PREFIX))
     try:
         client.download_artifacts(str(source), MODEL_DIR, str(target))
     except Exception as exc:  # mlflow raises several types for a missing run or artifact
@@ -92,8 +102,11 @@ def load_model(
     info = json.loads((directory / "config.json").read_text())
     family = get_family(info["family"])
     cfg = family.Config(**info["config"])
-    trainer = family.trainer(cfg, int(info["in_channels"]), torch.device(device))
+    trainer = family.trainer.from_saved(cfg, info, torch.device(device))
+    trainer.tracking_uri = tracking_uri  # a probe finds its own upstream in the same store
     weights = torch.load(directory / "weights.pt", weights_only=True, map_location=device)
+    if directory.parent.name.startswith(_DOWNLOAD_PREFIX):  # ours, from MLflow: all read now
+        shutil.rmtree(directory.parent, ignore_errors=True)
     for name, module in trainer.modules.items():
         module.load_state_dict(weights[name])
     trainer.modules.eval()

@@ -101,9 +101,23 @@ class Trainer:
         """Images in [0, 1] (B, C, 64, 64) -> (code mean (B, D), code std (B, D) or None)."""
         raise NotImplementedError
 
+    def encode_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Codes of rows of the study's images (row indices on the device); probes look up the
+        frozen codes computed once instead."""
+        return self.encode(self.batch(rows))
+
     def decode(self, codes: torch.Tensor) -> torch.Tensor | None:
         """Codes (B, D) -> images in [0, 1] (B, C, 64, 64); None when the family has no decoder."""
         return None
+
+    @classmethod
+    def from_saved(cls, cfg: Any, info: dict[str, Any], device: torch.device) -> Trainer:
+        """The untrained modules a saved model's weights load into (``model/config.json``)."""
+        return cls(cfg, int(info["in_channels"]), device)
+
+    def saved_info(self) -> dict[str, Any]:
+        """What ``from_saved`` needs besides the config (written into ``model/config.json``)."""
+        return {}
 
     def on_epoch_end(self, epoch: int) -> None:
         """Called after each full pass over the train split (LR schedules step here)."""
@@ -255,6 +269,7 @@ def fit(
     torch.manual_seed(cfg.seed)
     images = as_tensor(data["images"], device)  # uint8 stays uint8 on the device
     trainer = trainer_cls(cfg, images.shape[1], device)
+    trainer.tracking_uri = getattr(ctx, "tracking_uri", None)  # where probes find their upstream
     trainer.setup(data, images)
     last_step = train(trainer, data, ctx)
     trainer.modules.eval()

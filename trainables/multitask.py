@@ -27,11 +27,9 @@ from .loop import Trainer
 from .nets import ConvEncoder, MLPHead
 
 
-class MultiTaskConfig(TrainConfig):
-    """Defaults follow the paper's Appendix C (Adam 1e-3, batch 256); epochs are shortened."""
+class TaskConfig(TrainConfig):
+    """The random-MLP tasks a model regresses (shared by ``multitask`` and ``task_probe``)."""
 
-    variant: Literal["multi_head", "one_head", "single_task", "random"] = "multi_head"
-    latent_dim: int = Field(default=10, gt=0)
     n_tasks: int = Field(default=10, gt=0)
     """Tasks 0..n_tasks-1 of the random-MLP family; task i does not depend on n_tasks."""
     task_seed: int = 0
@@ -39,6 +37,16 @@ class MultiTaskConfig(TrainConfig):
     """Which factors each task sees (see ``trainables.data.tasks.task_mask``)."""
     task_mask_group: int = Field(default=2, ge=1)
     task_mask_p: float = Field(default=0.5, gt=0, le=1)
+    head_hidden: tuple[int, ...] = (300, 300, 300)
+    standardize_targets: bool = True
+    """Train on and report RMSE of targets scaled to unit train variance (the paper used raw units)."""
+
+
+class MultiTaskConfig(TaskConfig):
+    """Defaults follow the paper's Appendix C (Adam 1e-3, batch 256); epochs are shortened."""
+
+    variant: Literal["multi_head", "one_head", "single_task", "random"] = "multi_head"
+    latent_dim: int = Field(default=10, gt=0)
     task_index: int = Field(default=0, ge=0)
     """The task a ``single_task`` model learns."""
     epochs: int = Field(default=20, ge=0)
@@ -46,9 +54,6 @@ class MultiTaskConfig(TrainConfig):
     lr: float = Field(default=1e-3, gt=0, allow_inf_nan=False)
     encoder: Literal["conv6", "conv4"] = "conv6"
     latent_activation: Literal["none", "tanh"] = "none"
-    head_hidden: tuple[int, ...] = (300, 300, 300)
-    standardize_targets: bool = True
-    """Train on and report RMSE of targets scaled to unit train variance (the paper used raw units)."""
 
     @model_validator(mode="after")
     def _task_index_in_range(self) -> MultiTaskConfig:
@@ -57,13 +62,64 @@ class MultiTaskConfig(TrainConfig):
         return self
 
 
-def _targets_key(cfg: MultiTaskConfig) -> tuple:
+def _targets_key(cfg: TaskConfig) -> tuple:
     """Trials that share this key share targets (the first n_tasks columns)."""
     return (cfg.task_seed, cfg.task_mask, cfg.task_mask_group, cfg.task_mask_p)
 
 
-def _task_columns(cfg: MultiTaskConfig) -> list[int]:
-    return [cfg.task_index] if cfg.variant == "single_task" else list(range(cfg.n_tasks))
+def _task_columns(cfg: TaskConfig) -> list[int]:
+    if getattr(cfg, "variant", None) == "single_task":
+        return [cfg.task_index]
+    return list(range(cfg.n_tasks))
+
+
+def prepare_task_data(dataset: DatasetConfig, configs: Sequence[TaskConfig]) -> dict[str, Any]:
+    """Images, factors and targets for every trial of a study, computed once on the driver.
+
+    Targets hold max(n_tasks) columns per task_seed; a trial takes its first n_tasks.
+    """
+    view = prepare_view(dataset)
+    n_tasks: dict[tuple, int] = {}
+    for cfg in configs:
+        n_tasks[_targets_key(cfg)] = max(n_tasks.get(_targets_key(cfg), 0), cfg.n_tasks)
+    view["targets"] = {
+        key: task_targets(
+            view["inputs"], n_tasks=n, task_seed=key[0], mask=key[1],
+            mask_group=key[2], mask_p=key[3],
+        )  # fmt: skip
+        for key, n in n_tasks.items()
+    }
+    return view
+
+
+class TaskTargets:
+    """A trial's task targets on the device (standardised on the train split when asked), and the
+    per-task train standard deviations that turn a standardised RMSE back into raw units."""
+
+    def __init__(self, cfg: TaskConfig, data: dict[str, Any], device: torch.device):
+        self.columns = _task_columns(cfg)
+        raw = data["targets"][_targets_key(cfg)]
+        if raw.shape[1] < cfg.n_tasks:
+            raise ValueError(f"prepared data has {raw.shape[1]} tasks, trial needs {cfg.n_tasks}")
+        raw = raw[:, self.columns]
+        train = data["train"]
+        self.scale = np.ones(len(self.columns))
+        if cfg.standardize_targets:
+            mean, self.scale = raw[train].mean(axis=0), raw[train].std(axis=0) + 1e-12
+            raw = (raw - mean) / self.scale
+        self.values = torch.as_tensor(raw, dtype=torch.float32, device=device)
+
+    @torch.no_grad()
+    def rmse(self, predict, inputs, index: np.ndarray, batch: int = 1024) -> np.ndarray:
+        """Per-task RMSE of ``predict(inputs(rows))`` over ``index``, in training units."""
+        if len(index) == 0:
+            raise ValueError("cannot compute RMSE on an empty split")
+        squared = torch.zeros(self.values.shape[1], dtype=torch.float64, device=self.values.device)
+        for start in range(0, len(index), batch):
+            rows = index[start : start + batch]
+            error = predict(inputs(rows)) - self.values[torch.as_tensor(rows)]
+            squared += (error.double() ** 2).sum(dim=0)
+        return torch.sqrt(squared / len(index)).cpu().numpy()
 
 
 class MultiTask(Trainer):
@@ -90,40 +146,16 @@ class MultiTask(Trainer):
     def prepare_data(
         cls, dataset: DatasetConfig, configs: Sequence[MultiTaskConfig]
     ) -> dict[str, Any]:
-        """Images, factors and targets for every trial of a study, computed once on the driver.
-
-        Targets hold max(n_tasks) columns per task_seed; a trial takes its first n_tasks.
-        """
-        view = prepare_view(dataset)
-        n_tasks: dict[tuple, int] = {}
-        for cfg in configs:
-            n_tasks[_targets_key(cfg)] = max(n_tasks.get(_targets_key(cfg), 0), cfg.n_tasks)
-        view["targets"] = {
-            key: task_targets(
-                view["inputs"], n_tasks=n, task_seed=key[0], mask=key[1],
-                mask_group=key[2], mask_p=key[3],
-            )  # fmt: skip
-            for key, n in n_tasks.items()
-        }
-        return view
+        return prepare_task_data(dataset, configs)
 
     def setup(self, data: dict[str, Any], images: torch.Tensor) -> None:
         super().setup(data, images)
-        cfg = self.cfg
-        self.columns = _task_columns(cfg)
-        raw = data["targets"][_targets_key(cfg)]
-        if raw.shape[1] < cfg.n_tasks:
-            raise ValueError(f"prepared data has {raw.shape[1]} tasks, trial needs {cfg.n_tasks}")
-        raw = raw[:, self.columns]
-        if cfg.standardize_targets:
-            train = data["train"]
-            mean, std = raw[train].mean(axis=0), raw[train].std(axis=0) + 1e-12
-            raw = (raw - mean) / std
-        self.targets = torch.as_tensor(raw, dtype=torch.float32, device=images.device)
-        if cfg.variant == "random":
+        self.tasks = TaskTargets(self.cfg, data, images.device)
+        self.columns, self.targets = self.tasks.columns, self.tasks.values
+        if self.cfg.variant == "random":
             self.modules["encoder"].requires_grad_(False)
         params = [p for p in self.modules.parameters() if p.requires_grad]
-        self.optimizers["adam"] = torch.optim.Adam(params, lr=cfg.lr)
+        self.optimizers["adam"] = torch.optim.Adam(params, lr=self.cfg.lr)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         codes = self.modules["encoder"](x)  # (B, latent_dim)
@@ -140,18 +172,10 @@ class MultiTask(Trainer):
         optimizer.step()
         return {"loss": loss.item()}
 
-    @torch.no_grad()
-    def task_rmse(self, index: np.ndarray, batch: int = 1024) -> np.ndarray:
+    def task_rmse(self, index: np.ndarray) -> np.ndarray:
         """Per-task RMSE over ``index``: (tasks trained,)."""
-        if len(index) == 0:
-            raise ValueError("cannot compute RMSE on an empty split")
         self.modules.eval()
-        squared = torch.zeros(self.targets.shape[1], dtype=torch.float64, device=self.device)
-        for start in range(0, len(index), batch):
-            rows = index[start : start + batch]
-            error = self.predict(self.batch(rows)) - self.targets[torch.as_tensor(rows)]
-            squared += (error.double() ** 2).sum(dim=0)
-        return torch.sqrt(squared / len(index)).cpu().numpy()
+        return self.tasks.rmse(self.predict, self.batch, index)
 
     def validate(self, data: dict[str, Any]) -> dict[str, float]:
         val_rmse = self.task_rmse(data["val"])

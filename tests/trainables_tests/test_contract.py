@@ -18,20 +18,38 @@ TINY_VIEW = DatasetConfig(
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+LATENT = 4
+PROBES = {name for name, family in FAMILIES.items() if "upstream" in family.Config.model_fields}
+
+
 def _config(name: str, **overrides):
     params = dict(
         steps=4, report_every=2, batch_size=8, lr=1e-3, metric_train_points=120,
         metric_test_points=60, pictures=False, umap_points=60,
     )  # fmt: skip
-    params.update({"n_tasks": 3} if name == "multitask" else {"latent_dim": 4})
+    if name in ("multitask", "task_probe"):
+        params["n_tasks"] = 3
+    if name == "multitask":
+        params["latent_dim"] = LATENT
+    elif name in PROBES:
+        params["upstream"] = str(_UPSTREAM["dir"])  # probes sit on a trained multitask encoder
+    else:
+        params["latent_dim"] = LATENT
     if name == "factor_vae":
         params["discriminator_hidden"] = (32, 32)  # the 6 x 1000 default is tested in losses
     return get_family(name).Config(**{**params, **overrides})
 
 
+_UPSTREAM: dict[str, object] = {}
+
+
 @pytest.fixture(scope="module")
-def data():
-    return get_family("multitask").prepare_data(TINY_VIEW, [_config("multitask")])
+def data(tmp_path_factory):
+    data = get_family("multitask").prepare_data(TINY_VIEW, [_config("multitask")])
+    upstream = tmp_path_factory.mktemp("upstream")
+    get_family("multitask").fit(_config("multitask"), data, LocalContext(upstream))
+    _UPSTREAM["dir"] = upstream / "artifacts"
+    return data
 
 
 def _values(result: dict[str, float]) -> dict[str, float]:
@@ -61,7 +79,7 @@ def _one_thread():
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_defaults_validate_and_unknown_keys_fail(name):
+def test_defaults_validate_and_unknown_keys_fail(name):  # no data: probes default to ground truth
     family = FAMILIES[name]
     cfg = family.Config()
     assert cfg.seed == 0 and cfg.metrics
@@ -88,7 +106,7 @@ def test_short_fit_reports_finite_losses_saves_model_and_pictures(name, data, tm
     for picture in pictures:
         assert (art / picture).read_bytes()[:8] == PNG, picture
     importance = np.load(art / "dci_importance.npy")
-    assert importance.shape == (cfg.latent_dim, len(data["factor_names"]))
+    assert importance.shape == (LATENT, len(data["factor_names"]))
     # The saved model loads with weights_only and gives exactly the codes the trial scored.
     model = get_family(name).load_encoder(art)
     saved = np.load(art / "codes.npz")

@@ -119,7 +119,10 @@ def test_sampling_metrics_use_the_encoded_grid(data, tmp_path):
     model = get_family("multitask").load_encoder(tmp_path / "artifacts")
     sample = np.random.default_rng(cfg.seed).integers(0, 96, 300)
     saved = np.load(tmp_path / "artifacts" / "codes.npz")
-    fresh, sampled = encode(model.trainer.encode, torch.from_numpy(data["images"]), sample)
+    images = torch.from_numpy(data["images"])
+    fresh, sampled = encode(
+        lambda rows: model.trainer.encode(images[rows].float() / 255), sample, images.device
+    )
     assert sampled is None  # a deterministic encoder
     scored = np.concatenate([saved["codes"], saved["codes_test"]])
     assert np.allclose(scored, fresh, atol=1e-5)

@@ -248,7 +248,7 @@ def higher_is_better(output: str) -> bool | None:
     output = output.removesuffix(SAMPLED)
     if output.endswith("_active_dims"):
         return None
-    if output.startswith(("rmse", "reconstruction_mse", "reconstruction_loss")):
+    if output.startswith(("rmse", "reconstruction_mse", "reconstruction_sse", "reconstruction_loss")):
         return False
     for spec in METRICS.values():
         if output in spec.outputs:
