@@ -1,63 +1,363 @@
-"""``study report``: tables (CSV + markdown) and figures for one study."""
+"""``study report``: one study's (or several studies') tables and figures in ``report.html``.
+
+The report opens with each study's question (its YAML ``description``) and answers it in words where
+the data can: which group leads on each metric and whether the lead exceeds the 95% intervals over
+seeds. Then the tables (mean ± std with the tied best in bold; CSV, markdown and LaTeX files too), the
+agreement between metrics, how much of each metric the swept hyperparameter explains against the
+seed, whether choosing a setting by one metric transfers to another, and the figures: bars with one
+panel per metric scale, a correlation heatmap, violins, learning curves and the trials' own pictures.
+What the data cannot support is listed at the end with the reason, instead of silently missing.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
 
-from . import figures, tables
-from .results import load_runs, varying_params
+from trainables.metrics import higher_is_better
+
+from . import plots, stats, tables
+from .document import Document
+from .results import (
+    Design,
+    load_studies,
+    main_metrics,
+    require_store,
+    study_design,
+    varying_params,
+)
+
+# The metrics a study's question is usually about, first: they lead the answer and pick the pictures.
+PRIMARY = ("rmse", "reconstruction_mse", "relation_accuracy", "mig", "dci_disentanglement")
+MAX_CURVE_RUNS = 60  # learning curves: enough lines to see the spread, few enough to read
+CURVE_KEYS = ("val/rmse", "val/reconstruction_mse", "val/loss", "train/loss")
+PICTURES = ("traversals.png", "reconstructions.png", "umap.png", "dci_importance.png")
 
 
-def write_report(tracking_uri: str, study: str, out: str | Path) -> list[Path]:
-    runs = load_runs(tracking_uri, study)
+def write_report(
+    tracking_uri: str, studies: str | list[str], out: str | Path, *, cache: Path | None = None
+) -> list[Path]:
+    studies = [studies] if isinstance(studies, str) else list(studies)
+    require_store(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    runs = load_studies(tracking_uri, studies, cache=cache)
+    designs = {s: study_design(client, s) for s in studies}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    by = varying_params(runs)
+    by = grouping(runs, designs)
+    metrics = ordered(main_metrics(runs))
+    skipped: list[str] = []
+    doc = Document(f"Report: {', '.join(studies)}")
+    written: list[Path] = []
+
+    _question(doc, runs, designs, by)
     summary = tables.summary(runs, by)
-    pretty = tables.mean_pm_std(summary)
-    written = []
-
-    csv = out / "summary.csv"
-    flat = summary.copy()
-    flat.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
-    flat.to_csv(csv)
-    runs.to_csv(out / "runs.csv", index=False)
-    written += [csv, out / "runs.csv"]
-
-    markdown = out / "summary.md"
-    markdown.write_text(
-        f"# Study `{study}`\n\n{len(runs)} finished trials; {pooled_line(runs, summary)}, "
-        f"grouped by {', '.join(by) or 'nothing'}.\n\n{launches_line(runs)}\n\n"
-        + tables.to_markdown(pretty)
-    )
-    written.append(markdown)
-
-    info = figures.bar_info(summary)
-    if info.metrics:
-        figure = figures.plot_bars(info, title=study)
-        png = out / "scores.png"
-        figure.savefig(png, dpi=120)
-        plt.close(figure)
-        written.append(png)
+    written += _summary_files(runs, summary, out)
+    interval = stats.interval_table(runs, by, metrics) if by else stats.interval_table(runs, [], metrics)
+    marks = stats.best_marks(interval, metrics)
+    _answer(doc, interval, marks, metrics, by, skipped)
+    _scores(doc, interval, marks, metrics, out, written)
+    _single_task(doc, runs, metrics, skipped)
+    _agreement(doc, runs, metrics, skipped)
+    _variance(doc, runs, designs, metrics, skipped)
+    _transfer(doc, runs, designs, metrics, skipped)
+    _figures(doc, runs, summary, metrics, by, skipped)
+    _curves(doc, client, runs, by, skipped)
+    _pictures(doc, client, runs, by, metrics, out, skipped)
+    doc.heading("Skipped")
+    doc.bullets(skipped or ["nothing: every section had the data it needs"])
+    written += doc.write(out)
     return written
 
 
-def pooled_line(runs, summary) -> str:
-    """What each mean ± std is over: the runs a group holds (seeds, and a probe's upstream runs)."""
-    counts = summary.xs("count", axis=1, level=1).max(axis=1) if len(summary.columns) else []
-    low, high = (int(min(counts)), int(max(counts))) if len(counts) else (0, 0)
-    size = f"{low}" if low == high else f"{low}-{high}"
-    over = "seeds and upstream runs" if "params.upstream.family" in runs else "seeds"
-    return f"mean ± std over the {size} runs of each group ({over})"
+def ordered(metrics: list[str]) -> list[str]:
+    """``PRIMARY`` metrics first (in that order), then the rest alphabetically."""
+    first = [m for m in PRIMARY if m in metrics]
+    return first + [m for m in metrics if m not in first]
 
 
-def launches_line(runs) -> str:
-    """Which launches (parent runs) a report pools, so two launches are never mixed silently."""
+def grouping(runs: pd.DataFrame, designs: dict[str, Design]) -> list[str]:
+    """What the tables group by: the study (when several), then the swept params that are not the
+    seed (from the launches' specs; guessed from the runs only where no spec was found). A probe's
+    upstream run id is replaced by what tells its upstreams apart (``varying_params``)."""
+    declared = [f for d in designs.values() for f in d.factors]
+    guessed = varying_params(runs)
+    by = [f for f in dict.fromkeys(declared) if f in guessed or f"params.{f}" in runs]
+    if "upstream" in by or not declared:
+        by = [b for b in by if b != "upstream"] + [g for g in guessed if g not in by]
+    by = [b for b in dict.fromkeys(by) if f"params.{b}" in runs and runs[f"params.{b}"].nunique(dropna=False) > 1]
+    if len(designs) > 1:
+        runs["params.study"] = runs["tags.study"]
+        by = ["study", *by]
+    return by
+
+
+def _question(doc: Document, runs, designs, by) -> None:
+    doc.heading("The question")
+    for design in designs.values():
+        n = int((runs["tags.study"] == design.study).sum()) if "tags.study" in runs else len(runs)
+        what = design.description or "(no description in the study's YAML)"
+        doc.paragraph(
+            f"{design.study} ({design.family}, {n} finished trials): {what}. "
+            f"Swept: {', '.join(design.swept) or 'nothing'}; seed param: {design.seed}."
+        )
+    doc.paragraph(
+        f"Groups: {', '.join(by) or 'all runs as one group'}; each number is the mean over a "
+        f"group's runs (seeds{', and upstream runs for probes' if 'params.upstream.family' in runs else ''})."
+    )
+    doc.paragraph(tables_launches(runs))
+
+
+def tables_launches(runs) -> str:
     column = "tags.mlflow.parentRunId"
     if column not in runs:
         return "Launches pooled: unknown (runs without a parent run)."
     counts = runs[column].value_counts()
-    listed = ", ".join(f"`{run_id}` ({n} trials)" for run_id, n in counts.items())
+    listed = ", ".join(f"{run_id} ({n} trials)" for run_id, n in counts.items())
     return f"Launches pooled: {len(counts)} ({listed})."
+
+
+def _label(key) -> str:
+    return " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+
+def _answer(doc, interval, marks, metrics, by, skipped) -> None:
+    doc.heading("The answer, where the data gives one")
+    if not by:
+        doc.paragraph("One group only: nothing to compare.", answer=True)
+        skipped.append("answer: the runs form one group (no swept parameter besides the seed)")
+        return
+    lines = []
+    for metric in metrics:
+        higher = higher_is_better(metric)
+        if higher is None or (metric, "mean") not in interval:
+            continue
+        means = interval[(metric, "mean")].to_numpy(dtype=float)
+        if np.isfinite(means).sum() < 2:
+            continue
+        # positions, not labels: a group key may be NaN (a param only some families have)
+        best = int(np.nanargmax(means) if higher else np.nanargmin(means))
+        leader = interval.index[best]
+        tied = [interval.index[i] for i in np.flatnonzero(marks[metric].to_numpy()) if i != best]
+        n, ci = interval[(metric, "n")].iloc[best], interval[(metric, "ci")].iloc[best]
+        lead = (
+            f"{metric}: {_label(leader)} leads ({means[best]:.3f}, "
+            f"{'higher' if higher else 'lower'} is better)"
+        )
+        if n < 2 or pd.isna(ci):
+            lines.append(f"{lead}; one run per group, so no spread to judge the gap by.")
+        elif tied:
+            lines.append(
+                f"{lead}, but within the 95% interval of {', '.join(_label(t) for t in tied)}: "
+                "not a clear lead."
+            )
+        else:
+            lines.append(f"{lead}, and its 95% interval over seeds overlaps no other group's.")
+    if lines:
+        doc.bullets(lines)
+    else:
+        skipped.append("answer: no metric with a known direction and two groups")
+
+
+def _scores(doc, interval, marks, metrics, out: Path, written: list[Path]) -> None:
+    doc.heading("Scores")
+    pretty = _pretty(interval, metrics)
+    bold = marks.reindex(index=pretty.index, columns=pretty.columns).fillna(False)
+    doc.table(pretty, "mean ± std over each group's runs; bold: the best and every group whose "
+              "95% t-interval overlaps it", bold)
+    for fmt, suffix in (("markdown", "md"), ("latex", "tex")):
+        path = out / f"scores.{suffix}"
+        path.write_text(stats.format_table(interval, marks, fmt=fmt))
+        written.append(path)
+    flat = interval.copy()  # with the interval half-widths the formatted tables leave out
+    flat.columns = [f"{metric}_{stat}" for metric, stat in interval.columns]
+    flat.to_csv(out / "scores.csv")
+    written.append(out / "scores.csv")
+
+
+def _pretty(interval: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    out = pd.DataFrame(index=interval.index)
+    for metric in metrics:
+        cells = []
+        for mean, std, n in zip(
+            interval[(metric, "mean")], interval[(metric, "std")], interval[(metric, "n")], strict=True
+        ):
+            cells.append("-" if pd.isna(mean) else f"{mean:.3f}" if n < 2 else f"{mean:.3f} ± {std:.3f}")
+        out[metric] = cells
+    return out
+
+
+def _summary_files(runs, summary, out: Path) -> list[Path]:
+    """The full summary (every final metric) as CSV and markdown, and the runs as CSV."""
+    flat = summary.copy()
+    flat.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
+    flat.to_csv(out / "summary.csv")
+    runs.to_csv(out / "runs.csv", index=False)
+    (out / "summary.md").write_text(
+        f"# {', '.join(sorted(runs['tags.study'].unique())) if 'tags.study' in runs else 'Study'}\n\n"
+        f"{len(runs)} finished trials.\n\n{tables_launches(runs)}\n\n"
+        + tables.to_markdown(tables.mean_pm_std(summary))
+    )
+    return [out / "summary.csv", out / "runs.csv", out / "summary.md"]
+
+
+def _single_task(doc, runs, metrics, skipped) -> None:
+    if "params.variant" not in runs or not (runs["params.variant"] == "single_task").any():
+        return
+    if "params.task_index" not in runs:
+        skipped.append("single-task table: runs log no task_index")
+        return
+    doc.heading("Single-task models (mean, max and min over the task-specific models)")
+    for metric in [m for m in metrics if higher_is_better(m) is not None][:4]:
+        table = stats.single_task_summary(runs, metric).round(3)
+        doc.table(table.astype(str), f"{metric}")
+
+
+def _agreement(doc, runs, metrics, skipped) -> None:
+    scored = [m for m in metrics if higher_is_better(m) is not None]
+    if len(scored) < 2 or len(runs) < 3:
+        skipped.append("metric agreement: needs two metrics and three runs")
+        return
+    matrices = stats.metric_rank_correlation(runs, scored)
+    doc.heading("Do the metrics agree? (Spearman rank correlation over runs)")
+    for name, matrix in matrices.items():
+        if matrix.shape[0] < 2:
+            skipped.append(f"metric agreement ({name}): fewer than two metrics vary")
+            continue
+        doc.table(matrix.round(2).astype(str).rename_axis("metric"), f"dataset {name}")
+        doc.figure(_png(plots.plot_correlation_heatmap(matrix, f"Spearman, {name}")),
+                   f"correlation_{name}.png", f"Rank correlation between metrics ({name})")
+
+
+def _hyperparameters(runs, designs) -> list[str]:
+    names = []
+    for design in designs.values():
+        for factor in design.factors:
+            if factor != "upstream" and f"params.{factor}" in runs:
+                if runs[f"params.{factor}"].nunique() > 1 and factor not in names:
+                    names.append(factor)
+    return names
+
+
+def _seeds(runs, designs) -> int:
+    seed = next(iter(designs.values())).seed
+    return runs[f"params.{seed}"].nunique() if f"params.{seed}" in runs else 1
+
+
+def _variance(doc, runs, designs, metrics, skipped) -> None:
+    hyper = _hyperparameters(runs, designs)
+    if not hyper or _seeds(runs, designs) < 2:
+        skipped.append("hyperparameter vs seed: needs a swept hyperparameter and two seeds")
+        return
+    doc.heading("How much does the hyperparameter explain, and how much the seed?")
+    rows = []
+    method = "tags.family"
+    for parameter in hyper:
+        for metric in [m for m in metrics if higher_is_better(m) is not None]:
+            table = stats.variance_explained(runs, metric, parameter, method_column=method)
+            table.insert(0, "metric", metric)
+            rows.append(table)
+    frame = pd.concat(rows, ignore_index=True).set_index(["metric", "method"])
+    doc.table(frame.round(3).astype(str), "eta squared: the share of a metric's variance between "
+              "settings of the hyperparameter; seed_share: the rest (within settings)")
+
+
+def _transfer(doc, runs, designs, metrics, skipped) -> None:
+    hyper = _hyperparameters(runs, designs)
+    scored = [m for m in metrics if higher_is_better(m) is not None]
+    seed = next(iter(designs.values())).seed
+    if not hyper or len(scored) < 2 or _seeds(runs, designs) < 2:
+        skipped.append("selection transfer: needs a swept hyperparameter, two metrics and two seeds")
+        return
+    doc.heading("Does choosing a setting by one metric transfer to another?")
+    settings = [f"params.{h}" for h in hyper]
+    frame = pd.DataFrame(index=scored, columns=scored, dtype=float)
+    for select in scored:
+        for target in scored:
+            frame.loc[select, target] = stats.selection_transfer(
+                runs, select, target, settings, seed_column=f"params.{seed}"
+            )
+    doc.table(frame.round(2).astype(str), "rows: the metric a setting is chosen by (per seed); "
+              "columns: probability it does at least as well as a random setting on that metric "
+              "(averaged over the other seeds)")
+
+
+def _figures(doc, runs, summary, metrics, by, skipped) -> None:
+    doc.heading("Figures")
+    panels = plots.bar_panels(summary, [m for m in metrics if m in summary.columns.get_level_values(0)])
+    if panels:
+        doc.figure(_png(plots.plot_bar_panels(panels, "mean ± std per group")), "scores.png",
+                   "Scores per group, one panel per metric scale")
+    else:
+        skipped.append("bars: no metric with a known direction")
+    first = next((m for m in metrics if higher_is_better(m) is not None), None)
+    if first is not None:
+        groups = plots.violin_groups(runs, first, by)
+        if groups:
+            doc.figure(_png(plots.plot_violins(groups, first, f"{first} per group")),
+                       f"violins_{first}.png", f"Distribution of {first} over each group's runs")
+        else:
+            skipped.append(f"violins: no group has two runs of {first}")
+
+
+def _curves(doc, client, runs, by, skipped) -> None:
+    key = next((k for k in CURVE_KEYS if f"metrics.{k}" in runs and runs[f"metrics.{k}"].notna().any()), None)
+    if key is None:
+        skipped.append("learning curves: the runs log no per-epoch validation or training loss")
+        return
+    curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    chosen = runs.head(MAX_CURVE_RUNS)
+    for _, run in chosen.iterrows():
+        history = client.get_metric_history(run["run_id"], key)
+        group = _label(tuple(run.get(f"params.{b}") for b in by)) if by else "all"
+        curves.setdefault(group, {})[run["run_id"][:8]] = [(m.step, m.value) for m in history]
+    doc.figure(_png(plots.plot_learning_curves(curves, f"{key} per run", ylabel=key)),
+               "learning_curves.png", f"Learning curves ({key}); thick: the group mean")
+    if len(runs) > MAX_CURVE_RUNS:
+        skipped.append(f"learning curves: drew the first {MAX_CURVE_RUNS} of {len(runs)} runs")
+
+
+def _pictures(doc, client, runs, by, metrics, out: Path, skipped) -> None:
+    """The trials' own pictures: for each group, its best run's (by the first metric)."""
+    first = next((m for m in metrics if higher_is_better(m) is not None), None)
+    if first is None:
+        return
+    higher = higher_is_better(first)
+    keys = [f"params.{b}" for b in by]
+    groups = runs.groupby(keys, dropna=False) if keys else [("all", runs)]
+    best = []
+    for key, group in groups:
+        ranked = group.dropna(subset=[f"metrics.{first}"])
+        if ranked.empty:
+            continue
+        run = ranked.sort_values(f"metrics.{first}", ascending=not higher).iloc[0]
+        best.append((_label(key), run["run_id"]))
+    folder = out / "pictures"
+    for picture in PICTURES:
+        images = []
+        for label, run_id in best:
+            try:
+                path = client.download_artifacts(run_id, picture, str(folder / run_id))
+            except Exception:  # this family does not draw it
+                continue
+            images.append((label, Path(path)))
+        if not images:
+            continue
+        doc.figure(_png(plots.picture_panel(images, columns=min(3, len(images)),
+                                            title=f"{picture} of each group's best run by {first}")),
+                   f"panel_{picture}", f"{picture}: each group's best run by {first}")
+    if not best:
+        skipped.append("pictures: no run with a score to pick by")
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buffer.getvalue()

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import mlflow
+import hashlib
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
 import pandas as pd
+import yaml
 from mlflow.tracking import MlflowClient
 
 from trainables.metrics import ALIASES, SAMPLED
@@ -16,24 +22,67 @@ class ResultsError(LookupError):
     """No such study or no runs; the message is one line."""
 
 
-def load_runs(tracking_uri: str, study: str, *, finished_only: bool = True) -> pd.DataFrame:
+def require_store(tracking_uri: str) -> None:
+    """Read-only commands never create a tracking store: a missing SQLite file is one line."""
+    if tracking_uri.startswith("sqlite:///"):
+        path = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise ResultsError(f"no tracking store at {tracking_uri} (no study has run here)")
+
+
+def load_runs(
+    tracking_uri: str,
+    study: str,
+    *,
+    finished_only: bool = True,
+    since_ms: int | None = None,
+    allow_empty: bool = False,
+) -> pd.DataFrame:
+    """The study's trial runs (FINISHED only by default; ``since_ms``: ended at or after it)."""
+    require_store(tracking_uri)
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(study)
     if experiment is None:
         known = sorted(e.name for e in client.search_experiments())
         raise ResultsError(f"no study {study!r} in {tracking_uri}; known: {known}")
-    mlflow.set_tracking_uri(tracking_uri)
     status = " and attributes.status = 'FINISHED'" if finished_only else ""
-    runs = mlflow.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.role = 'trial'{status}",
-        output_format="pandas",
-    )
+    since = f" and attributes.end_time >= {since_ms}" if since_ms is not None else ""
+    runs = runs_frame(client, experiment.experiment_id, f"tags.role = 'trial'{status}{since}")
     if runs.empty:
+        if allow_empty:
+            return runs
         raise ResultsError(f"study {study!r} has no finished trial runs in {tracking_uri}")
     return join_upstreams(runs.reset_index(drop=True), client)
 
 
+def runs_frame(client: MlflowClient, experiment_id: str, filter_string: str) -> pd.DataFrame:
+    """A row per run: ``run_id``, ``status``, ``start_time`` / ``end_time`` (UTC timestamps),
+    ``metrics.*``, ``params.*``, ``tags.*`` (the columns ``mlflow.search_runs`` gives, without its
+    ``set_tracking_uri``, which rewrites the process's MLFLOW_TRACKING_URI for every subprocess)."""
+    rows, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string, max_results=SEARCH_PAGE, page_token=token
+        )
+        for run in page:
+            row = {
+                "run_id": run.info.run_id,
+                "experiment_id": run.info.experiment_id,
+                "status": run.info.status,
+                "start_time": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
+                "end_time": pd.to_datetime(run.info.end_time, unit="ms", utc=True),
+            }
+            row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+            row.update({f"params.{k}": v for k, v in run.data.params.items()})
+            row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+            rows.append(row)
+        token = page.token
+        if not token:
+            break
+    return pd.DataFrame(rows)
+
+
+SEARCH_PAGE = 10_000
 UPSTREAM_TAG = "tags.upstream_run_id"
 GROUND_TRUTH = "ground_truth"
 
@@ -120,3 +169,148 @@ def varying_params(runs: pd.DataFrame, exclude: tuple[str, ...] = ("seed",)) -> 
                 continue
         names.append(name)
     return names
+
+
+# -- several studies, their design, and the cache ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Design:
+    """What a study's launches say about it (their ``config.yaml``), instead of guessing from runs."""
+
+    study: str
+    description: str
+    family: str
+    swept: tuple[str, ...]  # sweep axes (and ``upstream`` for probes), the seed included
+    seed: str = "seed"
+
+    @property
+    def factors(self) -> tuple[str, ...]:
+        """The swept params that are not the seed: what the study compares."""
+        return tuple(s for s in self.swept if s != self.seed)
+
+
+def study_design(client: MlflowClient, study: str) -> Design:
+    """The union of the study's launches' sweep axes, read from each parent run's config.yaml."""
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        raise ResultsError(f"no study {study!r}")
+    launches = client.search_runs([experiment.experiment_id], "tags.role = 'launch'")
+    swept: list[str] = []
+    description, family = "", ""
+    for launch in sorted(launches, key=lambda r: r.info.start_time):
+        try:
+            with tempfile.TemporaryDirectory() as directory:
+                path = client.download_artifacts(launch.info.run_id, "config.yaml", directory)
+                spec = yaml.safe_load(Path(path).read_text()) or {}
+        except Exception:  # a launch without its config (older or foreign runs): skip it
+            continue
+        description = spec.get("description") or description
+        family = spec.get("family") or family
+        axes = list((spec.get("sweep") or {}).keys())
+        if spec.get("resolved_source"):
+            axes.insert(0, "upstream")
+        swept += [a for a in axes if a not in swept]
+    return Design(study, description, family, tuple(swept))
+
+
+def load_studies(
+    tracking_uri: str, studies: list[str], *, cache: Path | None = None
+) -> pd.DataFrame:
+    """Finished trial runs of several studies in one frame (``tags.study`` tells them apart).
+
+    With ``cache``, each study's frame is kept as a pickle and refreshed with only the runs that
+    finished since (finished runs do not change); delete the folder to rebuild it.
+    """
+    frames = []
+    for study in studies:
+        if cache is None:
+            frames.append(load_runs(tracking_uri, study))
+        else:
+            frames.append(_cached_runs(tracking_uri, study, cache))
+    return pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
+
+
+def _cached_runs(tracking_uri: str, study: str, cache: Path) -> pd.DataFrame:
+    key = hashlib.sha256(f"{tracking_uri}\0{study}".encode()).hexdigest()[:16]
+    path = Path(cache) / f"{study}-{key}.pkl"
+    if not path.is_file():
+        runs = load_runs(tracking_uri, study)
+    else:
+        cached = pd.read_pickle(path)
+        newest = int(cached["end_time"].max().timestamp() * 1000)
+        fresh = load_runs(tracking_uri, study, since_ms=newest, allow_empty=True)
+        if fresh.empty:
+            return cached
+        runs = pd.concat([cached[~cached["run_id"].isin(fresh["run_id"])], fresh], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs.to_pickle(path)
+    return runs
+
+
+def typed(runs: pd.DataFrame, column: str) -> pd.Series:
+    """A ``params.*`` column with its logged values parsed back (numbers as numbers)."""
+    from study.tracking import parse_param
+
+    return runs[column].map(lambda v: parse_param(v) if isinstance(v, str) else v)
+
+
+def main_metrics(runs: pd.DataFrame) -> list[str]:
+    """The metrics a report leads with: final scores without per-task, train-split and timing
+    columns (those stay in runs.csv and the full summary)."""
+    return [
+        m
+        for m in final_metric_columns(runs)
+        if not re.search(r"_task_\d+$", m) and not m.endswith(("_train", "_test"))
+    ]
+
+
+def filter_runs(runs: pd.DataFrame, where: str) -> pd.DataFrame:
+    """``family=vae,dataset.name=dsprites``: keep runs whose param (else tag) has that value."""
+    for item in filter(None, (part.strip() for part in where.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ResultsError(f"--where {item!r}: expected KEY=VALUE, e.g. family=vae")
+        column = next((c for c in (f"params.{key}", f"tags.{key}") if c in runs), None)
+        if column is None:
+            known = sorted(c.split(".", 1)[1] for c in runs if c.startswith(("params.", "tags.")))
+            raise ResultsError(f"--where {key}: no such param or tag; known: {known}")
+        runs = runs[runs[column].map(lambda v, value=value: _same(v, value))]
+        if runs.empty:
+            raise ResultsError(f"--where {item}: no finished run matches")
+    return runs
+
+
+def _same(logged: object, wanted: str) -> bool:
+    if str(logged) == wanted:
+        return True
+    try:
+        return float(logged) == float(wanted)
+    except (TypeError, ValueError):
+        return False
+
+
+def rerun_spec(run: pd.Series, study: str) -> dict:
+    """A one-trial study YAML (as a dict) that trains ``run`` again: same family, dataset, and every
+    config value as logged (seed included), so the CPU gives the same numbers."""
+    from study.tracking import unflatten
+
+    logged = {
+        name.removeprefix("params."): value
+        for name, value in run.items()
+        if name.startswith("params.") and isinstance(value, str)
+        and not name.startswith("params.upstream.")  # joined from the upstream run, not ours
+    }
+    params = unflatten(logged)
+    dataset = params.pop("dataset", {})
+    upstream = params.pop("upstream", None)
+    spec = {
+        "name": f"{study}_rerun_{run['run_id'][:8]}",
+        "family": run["tags.family"],
+        "description": f"rerun of trial {run['run_id']} of study {study}",
+        "dataset": dataset,
+        "fixed": params,
+    }
+    if upstream is not None:
+        spec["source"] = {"ground_truth": True} if upstream == GROUND_TRUTH else {"runs": [upstream]}
+    return spec

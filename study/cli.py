@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from .spec import SpecError
+
+# MLflow draws a progress bar per artifact download: noise in a command that prints its own output
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
@@ -222,11 +226,17 @@ def best(
     metric: Annotated[str, typer.Option(help="Final metric, e.g. mig")],
     mode: Annotated[str | None, typer.Option(help="max or min (default: the metric's)")] = None,
     top: Annotated[int, typer.Option(help="How many runs")] = 5,
+    where: Annotated[
+        str | None, typer.Option(help="Filters: family=vae,dataset.name=dsprites (params or tags)")
+    ] = None,
+    config: Annotated[
+        bool, typer.Option("--config", help="Print the YAML that reruns the best trial alone")
+    ] = False,
     tracking_uri: Annotated[str | None, typer.Option()] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """The best trials of a study by a final metric, with their swept params."""
-    from analysis.results import load_runs, varying_params
+    from analysis.results import filter_runs, load_runs, rerun_spec, varying_params
     from analysis.tables import best_runs
 
     from . import tracking
@@ -235,9 +245,15 @@ def best(
         _fail(f"--mode must be 'max' or 'min', got {mode!r}")
     try:
         runs = load_runs(tracking.resolve_tracking_uri(tracking_uri), study)
+        runs = filter_runs(runs, where or "")
         ranked = best_runs(runs, metric, mode, top)
     except _user_errors() as err:
         _fail(str(err).strip("'\""))
+    if config:
+        import yaml
+
+        print(yaml.safe_dump(rerun_spec(ranked.iloc[0], study), sort_keys=False), end="")
+        return
     params = varying_params(runs, exclude=()) or ["seed"]
     rows = [
         {
@@ -261,21 +277,29 @@ def best(
 
 @app.command()
 def report(
-    study: Annotated[str, typer.Option(help="Study name (= MLflow experiment)")],
+    study: Annotated[
+        list[str], typer.Option(help="Study name; repeat to compare studies side by side")
+    ],
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("report"),
     tracking_uri: Annotated[str | None, typer.Option()] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="Keep the runs here; later reports fetch only new runs")
+    ] = None,
 ) -> None:
-    """Mean ± std tables (CSV, markdown) and a bar chart of a study's final metrics."""
+    """report.html (self-contained) and report.md: the studies' question, answer, tables and
+    figures; also scores.md / scores.tex, summary.csv and runs.csv."""
     from analysis.report import write_report
 
     from . import tracking
 
     try:
-        written = write_report(tracking.resolve_tracking_uri(tracking_uri), study, out)
+        written = write_report(tracking.resolve_tracking_uri(tracking_uri), study, out, cache=cache)
     except _user_errors() as err:
-        _fail(str(err))
+        _fail(str(err).strip("'\""))
     for path in written:
-        console.print(f"wrote {path}")
+        if path.suffix in (".html", ".md", ".tex", ".csv"):
+            console.print(f"wrote {path}")
+    console.print(f"open {out / 'report.html'}")
 
 
 @app.command()

@@ -117,3 +117,17 @@ def test_status_reads_the_finished_launch(study_dir):
     assert state["counts"]["FINISHED"] == 2 and state["counts"]["PENDING"] == 0
     assert state["best"]["metric"] == max(t["metric"] for t in state["trials"])
     assert state["remaining_s"] is None and state["elapsed_s"] > 0
+
+
+def test_best_config_reruns_the_best_trial_with_the_same_numbers(study_dir, client):
+    import yaml
+
+    printed = _study(study_dir, "best", "--study", "e2e", "--metric", "mig", "--config").stdout
+    spec = yaml.safe_load(printed)
+    (study_dir / "rerun.yaml").write_text(printed)
+    _study(study_dir, "run", "rerun.yaml", "--num-cpus", "2")
+    best = max(_runs(client, "trial"), key=lambda r: r.data.metrics["mig"])
+    experiment = client.get_experiment_by_name(spec["name"])
+    (rerun,) = client.search_runs([experiment.experiment_id], "tags.role = 'trial'")
+    for key in ("mig", "rmse", "dci_disentanglement"):
+        assert rerun.data.metrics[key] == best.data.metrics[key], key
