@@ -122,7 +122,9 @@ def tables_launches(runs) -> str:
 
 
 def _label(key) -> str:
-    return " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+    parts = key if isinstance(key, tuple) else (key,)
+    shown = [str(p) for p in parts if not pd.isna(p)]  # a param this group's family lacks
+    return " / ".join(shown) or "-"
 
 
 def _answer(doc, interval, marks, metrics, by, skipped) -> None:
@@ -212,13 +214,20 @@ def _single_task(doc, runs, metrics, skipped) -> None:
         skipped.append("single-task table: runs log no task_index")
         return
     doc.heading("Single-task models (mean, max and min over the task-specific models)")
+    multitask = runs[runs["params.variant"].notna()]
     for metric in [m for m in metrics if higher_is_better(m) is not None][:4]:
-        table = stats.single_task_summary(runs, metric).round(3)
+        if f"metrics.{metric}" not in multitask or multitask[f"metrics.{metric}"].isna().all():
+            continue
+        table = stats.single_task_summary(multitask, metric).round(3)
         doc.table(table.astype(str), f"{metric}")
 
 
 def _agreement(doc, runs, metrics, skipped) -> None:
-    scored = [m for m in metrics if higher_is_better(m) is not None]
+    # a rank correlation over fewer than three runs is +-1 by construction
+    scored = [
+        m for m in metrics
+        if higher_is_better(m) is not None and runs[f"metrics.{m}"].notna().sum() >= 3
+    ]  # fmt: skip
     if len(scored) < 2 or len(runs) < 3:
         skipped.append("metric agreement: needs two metrics and three runs")
         return
@@ -253,37 +262,55 @@ def _variance(doc, runs, designs, metrics, skipped) -> None:
     if not hyper or _seeds(runs, designs) < 2:
         skipped.append("hyperparameter vs seed: needs a swept hyperparameter and two seeds")
         return
-    doc.heading("How much does the hyperparameter explain, and how much the seed?")
     rows = []
     method = "tags.family"
     for parameter in hyper:
         for metric in [m for m in metrics if higher_is_better(m) is not None]:
             table = stats.variance_explained(runs, metric, parameter, method_column=method)
+            table = table[table["n_settings"] >= 2]  # methods that did not sweep it say nothing
             table.insert(0, "metric", metric)
             rows.append(table)
     frame = pd.concat(rows, ignore_index=True).set_index(["metric", "method"])
+    if frame.empty:
+        skipped.append("hyperparameter vs seed: no method ran two settings of a hyperparameter")
+        return
+    doc.heading("How much does the hyperparameter explain, and how much the seed?")
     doc.table(frame.round(3).astype(str), "eta squared: the share of a metric's variance between "
               "settings of the hyperparameter; seed_share: the rest (within settings)")
 
 
 def _transfer(doc, runs, designs, metrics, skipped) -> None:
-    hyper = _hyperparameters(runs, designs)
-    scored = [m for m in metrics if higher_is_better(m) is not None]
-    seed = next(iter(designs.values())).seed
-    if not hyper or len(scored) < 2 or _seeds(runs, designs) < 2:
-        skipped.append("selection transfer: needs a swept hyperparameter, two metrics and two seeds")
-        return
-    doc.heading("Does choosing a setting by one metric transfer to another?")
-    settings = [f"params.{h}" for h in hyper]
-    frame = pd.DataFrame(index=scored, columns=scored, dtype=float)
-    for select in scored:
-        for target in scored:
-            frame.loc[select, target] = stats.selection_transfer(
-                runs, select, target, settings, seed_column=f"params.{seed}"
+    """Per study: settings are only comparable within the study that swept them."""
+    shown = False
+    for design in designs.values():
+        own = runs[runs["tags.study"] == design.study] if "tags.study" in runs else runs
+        hyper = _hyperparameters(own, {design.study: design})
+        scored = [
+            m for m in metrics
+            if higher_is_better(m) is not None and own[f"metrics.{m}"].notna().any()
+        ]  # fmt: skip
+        if not hyper or len(scored) < 2 or _seeds(own, {design.study: design}) < 2:
+            skipped.append(
+                f"selection transfer ({design.study}): needs a swept hyperparameter, two metrics "
+                "and two seeds"
             )
-    doc.table(frame.round(2).astype(str), "rows: the metric a setting is chosen by (per seed); "
-              "columns: probability it does at least as well as a random setting on that metric "
-              "(averaged over the other seeds)")
+            continue
+        if not shown:
+            doc.heading("Does choosing a setting by one metric transfer to another?")
+            shown = True
+        settings = [f"params.{h}" for h in hyper]
+        frame = pd.DataFrame(index=scored, columns=scored, dtype=float)
+        for select in scored:
+            for target in scored:
+                frame.loc[select, target] = stats.selection_transfer(
+                    own, select, target, settings, seed_column=f"params.{design.seed}"
+                )
+        doc.table(
+            frame.round(2).astype(str).rename_axis("chosen by"),
+            f"{design.study}: rows, the metric a setting ({', '.join(hyper)}) is chosen by on one "
+            "seed; columns, the probability it does at least as well as a random setting on that "
+            "metric, averaged over the other seeds",
+        )
 
 
 def _figures(doc, runs, summary, metrics, by, skipped) -> None:
@@ -322,20 +349,20 @@ def _curves(doc, client, runs, by, skipped) -> None:
 
 
 def _pictures(doc, client, runs, by, metrics, out: Path, skipped) -> None:
-    """The trials' own pictures: for each group, its best run's (by the first metric)."""
-    first = next((m for m in metrics if higher_is_better(m) is not None), None)
-    if first is None:
-        return
-    higher = higher_is_better(first)
+    """The trials' own pictures: for each group, its best run's (by the first metric it logs)."""
+    scored = [m for m in metrics if higher_is_better(m) is not None]
     keys = [f"params.{b}" for b in by]
     groups = runs.groupby(keys, dropna=False) if keys else [("all", runs)]
-    best = []
+    best, used = [], []
     for key, group in groups:
-        ranked = group.dropna(subset=[f"metrics.{first}"])
-        if ranked.empty:
+        metric = next((m for m in scored if group[f"metrics.{m}"].notna().any()), None)
+        if metric is None:
             continue
-        run = ranked.sort_values(f"metrics.{first}", ascending=not higher).iloc[0]
+        ranked = group.dropna(subset=[f"metrics.{metric}"])
+        run = ranked.sort_values(f"metrics.{metric}", ascending=not higher_is_better(metric)).iloc[0]
         best.append((_label(key), run["run_id"]))
+        used.append(metric)
+    first = ", ".join(dict.fromkeys(used))
     folder = out / "pictures"
     for picture in PICTURES:
         images = []

@@ -261,7 +261,9 @@ def main_metrics(runs: pd.DataFrame) -> list[str]:
     return [
         m
         for m in final_metric_columns(runs)
-        if not re.search(r"_task_\d+$", m) and not m.endswith(("_train", "_test"))
+        if not re.search(r"_task_\d+$", m)
+        and not m.endswith(SAMPLED)  # the sampled representation's scores: in summary.csv
+        and not m.endswith(("_train", "_test"))
     ]
 
 
