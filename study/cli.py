@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .spec import SpecError
+from .errors import SpecError
 
 # MLflow draws a progress bar per artifact download: noise in a command that prints its own output
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -314,8 +314,12 @@ def score(
     seed: Annotated[
         int | None, typer.Option(help="Metric RNG seed (default: the file's RNG state, else 0)")
     ] = None,
-    num_train: Annotated[int | None, typer.Option()] = None,
-    num_test: Annotated[int | None, typer.Option()] = None,
+    num_train: Annotated[
+        int | None, typer.Option(help="Rows scored as the train split (default: 2/3, at most 10,000)")
+    ] = None,
+    num_test: Annotated[
+        int | None, typer.Option(help="Rows scored as the test split (default: the rest, at most 5,000)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Score plain arrays with the disentanglement metrics (no model, no Ray, no MLflow)."""

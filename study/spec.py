@@ -27,13 +27,9 @@ from trainables._eval import sampling_metrics_refusal
 from trainables.data import DataError
 from trainables.metrics import METRICS
 
+from .errors import SpecError
 
-class SpecError(ValueError):
-    """A bad study spec; ``str(err)`` is one line naming the file and key."""
-
-    def __str__(self) -> str:
-        # A key or value may hold a line break (YAML allows "x\ny" keys): keep the message one line.
-        return "\\n".join(super().__str__().splitlines())
+__all__ = ["SpecError", "StudySpec", "load_spec", "parse_spec"]
 
 
 # Besides YAMLError, PyYAML's safe_load leaks these on malformed scalars (`!!int x`, `!!bool x`,

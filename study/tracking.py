@@ -295,6 +295,13 @@ def run_record(
     for key in ("variant", "seed"):
         if key in params:
             tags[key] = str(params[key])
+    if params.get("metrics"):  # how each score is estimated, where the literature differs
+        from trainables.metrics import describe_estimator
+
+        for name in params["metrics"]:
+            tags[f"estimator.{name}"] = describe_estimator(
+                name, params.get("metric_options"), params.get("metric_mode", "reference")
+            )
     if "upstream" in params:  # a probe: which representation it was trained on, and why
         tags.update(info.upstreams.get(str(params["upstream"]), {}))
     return {

@@ -28,10 +28,15 @@ def _mig(beta: int, seed: int) -> float:
     return 0.1 * beta + 0.01 * seed  # beta 4 leads by far more than the seed spread
 
 
+def _artifacts(tmp_path, name: str) -> str:
+    # not the default ./mlruns of the working directory: the test must write only under tmp_path
+    return (tmp_path / "artifacts" / name).as_uri()
+
+
 def _store(tmp_path, study="toy", family="vae", description="Does beta raise MIG?"):
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     client = MlflowClient(uri)
-    experiment = client.create_experiment(study)
+    experiment = client.create_experiment(study, artifact_location=_artifacts(tmp_path, study))
     spec = {"name": study, "family": family, "description": description,
             "sweep": {"beta": list(BETAS), "seed": list(SEEDS)}}  # fmt: skip
     parent = client.create_run(experiment, tags={"role": "launch", "study": study, "family": family})
@@ -106,7 +111,7 @@ def test_report_correlation_and_variance_against_scipy(tmp_path):
 def test_one_group_is_said_and_skipped(tmp_path):
     uri, client = _store(tmp_path)
     # a second study of one setting, two seeds: nothing to compare, no hyperparameter
-    experiment = client.create_experiment("flat")
+    experiment = client.create_experiment("flat", artifact_location=_artifacts(tmp_path, "flat"))
     for seed in (0, 1):
         run = client.create_run(experiment, tags={"role": "trial", "study": "flat", "family": "ae"})
         client.log_param(run.info.run_id, "seed", str(seed))
@@ -121,7 +126,7 @@ def test_one_group_is_said_and_skipped(tmp_path):
 
 def test_two_studies_side_by_side(tmp_path):
     uri, client = _store(tmp_path)
-    _store_second = client.create_experiment("other")
+    _store_second = client.create_experiment("other", artifact_location=_artifacts(tmp_path, "o"))
     for seed in (0, 1):
         run = client.create_run(_store_second, tags={"role": "trial", "study": "other", "family": "ae"})
         client.log_param(run.info.run_id, "seed", str(seed))

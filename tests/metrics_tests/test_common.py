@@ -9,7 +9,9 @@ from trainables.metrics import METRICS, GridCodes, MetricInput, get_metric
 
 SIZES = (3, 4, 5)
 USES_FACTORS = set(METRICS) - {"unsupervised"}
-PERMUTATION_INVARIANT = {"mig", "sap", "sap_continuous", "modularity", "unsupervised"}
+PERMUTATION_INVARIANT = {
+    "mig", "sap", "sap_continuous", "modularity", "unsupervised", "irs", "infomec"
+}
 assert PERMUTATION_INVARIANT <= set(METRICS)
 
 

@@ -270,10 +270,11 @@ def test_score_arrays_reports_each_metric_as_it_starts(rng):
     codes = factors + rng.normal(0, 0.1, factors.shape)
     started = []
     result = score_arrays(
-        {"codes": codes, "factors": factors}, ["mig", "sap", "factor_vae"],
+        {"codes": codes, "factors": factors}, ["mig", "sap"],
         on_metric=lambda *progress: started.append(progress),
     )  # fmt: skip
-    # factor_vae is skipped (rows are not the factor grid), so two metrics run
     assert started == [("mig", 0, 2), ("sap", 1, 2)]
     assert result["mig"] > 0.9 and set(result["seconds"]) == {"mig", "sap"}
-    assert "factor_vae" in result["skipped"]
+    # a metric named by the user that cannot run on these rows is an error with the reason
+    with pytest.raises(ValueError, match="cover the whole factor grid"):
+        score_arrays({"codes": codes, "factors": factors}, ["mig", "factor_vae"])

@@ -17,8 +17,11 @@ import numpy as np
 
 from . import beta_vae as _beta_vae
 from . import dci as _dci
+from . import dci_es as _dci_es
 from . import downstream as _downstream
 from . import factor_vae as _factor_vae
+from . import infomec as _infomec
+from . import irs as _irs
 from . import mig as _mig
 from . import modularity as _modularity
 from . import sap as _sap
@@ -82,7 +85,7 @@ def _sap_continuous_eval(x: MetricInput) -> dict[str, float]:
 def _dci_eval(x: MetricInput) -> dict[str, float]:
     scores, importance = _dci.dci_with_importance(
         x.codes_train, x.factors_train, x.codes_test, x.factors_test,
-        rng=x.rng, n_jobs=x.n_jobs, mode=x.mode,
+        rng=x.rng, n_jobs=x.n_jobs, mode=x.mode, **x.options.get("dci", {}),
     )  # fmt: skip
     x.matrices["dci_importance"] = importance
     return {
@@ -162,6 +165,29 @@ def _downstream_outputs(predictor: str) -> tuple[str, ...]:
     return tuple(f"downstream_{_SHORT[predictor]}_{n}" for n in _downstream.TRAIN_SIZES)
 
 
+def _irs_eval(x: MetricInput) -> dict[str, float]:
+    scores = _irs.irs(x.codes_train, x.factors_train, **x.options.get("irs", {}))
+    x.matrices["irs_matrix"] = scores.irs_matrix
+    return {"irs": scores.avg_score, "irs_active_dims": float(scores.num_active_dims)}
+
+
+def _infomec_eval(x: MetricInput) -> dict[str, float]:
+    scores = _infomec.infomec(
+        x.codes_train, x.factors_train, rng=x.rng, **x.options.get("infomec", {})
+    )
+    x.matrices["infomec_nmi"] = scores.nmi
+    return {"infom": scores.infom, "infoe": scores.infoe, "infoc": scores.infoc}
+
+
+def _dci_es_eval(x: MetricInput) -> dict[str, float]:
+    scores = _dci_es.dci_es(
+        x.codes_train, x.factors_train, x.codes_test, x.factors_test,
+        rng=x.rng, n_jobs=x.n_jobs, **x.options.get("dci_es", {}),
+    )  # fmt: skip
+    x.matrices["dci_es_curves"] = scores.curves
+    return {"dci_es_explicitness": scores.explicitness, "dci_es_size": scores.size}
+
+
 _UNBOUNDED = (0.0, float("inf"))
 
 METRICS: dict[str, MetricSpec] = {
@@ -177,6 +203,7 @@ METRICS: dict[str, MetricSpec] = {
             "dci_informativeness_test",
             "dci_informativeness",
         ),
+        options=("estimator",),
     ),
     "modularity": MetricSpec(
         _modularity_eval, ("modularity", "explicitness_train", "explicitness_test", "explicitness")
@@ -212,6 +239,22 @@ METRICS: dict[str, MetricSpec] = {
         higher_is_better=None,
         bounds=_UNBOUNDED,
     ),
+    "irs": MetricSpec(
+        _irs_eval,
+        ("irs", "irs_active_dims"),
+        bounds=(-1.0, float("inf")),  # IRS lies in [-1, 1]; active dims is a count
+        options=_keyword_options(_irs.irs),
+    ),
+    "infomec": MetricSpec(
+        _infomec_eval, ("infom", "infoe", "infoc"), options=_keyword_options(_infomec.infomec)
+    ),
+    # Optional (not in study defaults): a sweep of probes per factor, ~5 s at 4,000 points.
+    "dci_es": MetricSpec(
+        _dci_es_eval,
+        ("dci_es_explicitness", "dci_es_size"),
+        bounds=_UNBOUNDED,  # size > 1 when there are fewer codes than factors
+        options=_keyword_options(_dci_es.dci_es, exclude=("rng", "n_jobs")),
+    ),
     "downstream_logistic_regression": MetricSpec(
         _downstream_eval("logistic_regression"), _downstream_outputs("logistic_regression")
     ),
@@ -231,6 +274,50 @@ ALIASES = {
 }
 
 
+# How each metric's default is estimated (a run's ``estimator.<metric>`` tag says which was used).
+ESTIMATOR_NOTES = {
+    "mig": "discrete MI, {n_bins} equal-width bins per code (disentanglement_lib)",
+    "sap": "per code-factor pair: balanced accuracy of a one-feature linear SVM (disentanglement_lib)",
+    "sap_continuous": "per code-factor pair: R^2 of a one-feature linear regression",
+    "dci": "gradient-boosted trees, sklearn defaults, impurity importance (disentanglement_lib)",
+    "modularity": "MI with 20 equal-width bins; explicitness: one-vs-rest logistic regression AUC",
+    "factor_vae": "majority vote over the code of least normalised variance",
+    "factor_vae_corrected": "majority vote, variance normalised on the active codes only",
+    "beta_vae": "logistic regression on mean |code difference| of pairs with one factor fixed",
+    "unsupervised": "Gaussian total correlation and mutual information of the codes",
+    "irs": "interventional robustness, 0.99 quantile of code changes, factors in 20 bins",
+    "infomec": "NMI by k-NN (10 neighbours) on standardised codes; InfoE from logistic regression",
+    "dci_es": "boosted-tree probes of 1-64 trees, error-rate loss-capacity curve",
+    "downstream_logistic_regression": "5-fold cross-validated logistic regression (disentanglement_lib)",
+    "downstream_boosted_trees": "gradient-boosted trees, sklearn defaults (disentanglement_lib)",
+}
+_MIG_ESTIMATORS = {
+    "histogram": ESTIMATOR_NOTES["mig"],
+    "quantile": "discrete MI, {n_bins} equal-frequency bins per code",
+    "knn": "k-NN MI estimate (3 neighbours, scikit-learn)",
+}
+_DCI_ESTIMATORS = {
+    "boosted_trees": ESTIMATOR_NOTES["dci"],
+    "random_forest": "random forest, 100 trees, impurity importance",
+    "lasso": "L1 logistic regression (C = 0.1) on standardised codes, mean |coefficient|",
+}
+
+
+def describe_estimator(name: str, options: dict[str, dict[str, Any]] | None = None,
+                       mode: str = "reference") -> str:  # fmt: skip
+    """How ``name`` was estimated with these ``metric_options`` and ``metric_mode``."""
+    chosen = (options or {}).get(name, {})
+    if name == "mig":
+        text = _MIG_ESTIMATORS[chosen.get("estimator", "histogram")]
+        return text.format(n_bins=chosen.get("n_bins", 20))
+    if name == "dci":
+        text = _DCI_ESTIMATORS[chosen.get("estimator", "boosted_trees")]
+        if mode == "fast" and chosen.get("estimator", "boosted_trees") == "boosted_trees":
+            text += "; fast mode: the same trees in compiled code, to rounding"
+        return text
+    return ESTIMATOR_NOTES.get(name, "")
+
+
 def get_metric(name: str) -> MetricSpec:
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; known: {sorted(METRICS)}")
@@ -246,8 +333,8 @@ def higher_is_better(output: str) -> bool | None:
     Also covers the errors trainables report next to the scores (DESIGN section 6).
     """
     output = output.removesuffix(SAMPLED)
-    if output.endswith("_active_dims"):
-        return None
+    if output.endswith("_active_dims") or output == "dci_es_size":
+        return None  # counts, and DCI-ES's size ratio (a property, not a score)
     if output.startswith(("rmse", "reconstruction_mse", "reconstruction_sse", "reconstruction_loss")):
         return False
     for spec in METRICS.values():
@@ -266,6 +353,7 @@ __all__ = [
     "MetricInput",
     "MetricSpec",
     "SAMPLED",
+    "describe_estimator",
     "get_metric",
     "grid_covered",
     "higher_is_better",

@@ -114,7 +114,15 @@ class _TreeParallelGBC(GradientBoostingClassifier):
         return raw_predictions
 
 
-def _fit_factor(x_train, y_train, x_test, y_test, random_state, mode, presorted, tree_pool):
+ESTIMATORS = ("boosted_trees", "random_forest", "lasso")
+
+
+def _fit_factor(
+    x_train, y_train, x_test, y_test, random_state, mode, presorted, tree_pool,
+    estimator="boosted_trees",
+):  # fmt: skip
+    if estimator != "boosted_trees":
+        return _fit_other(x_train, y_train, x_test, y_test, random_state, estimator)
     if mode == "fast":
         model = _exact_boosting.fit(x_train, y_train, random_state, presorted, tree_pool)
         train_predicted = _exact_boosting.decision_to_labels(model, model.train_raw)
@@ -133,6 +141,39 @@ def _fit_factor(x_train, y_train, x_test, y_test, random_state, mode, presorted,
     )
 
 
+def _fit_other(x_train, y_train, x_test, y_test, random_state, estimator):
+    """The importance estimators of the wider literature: a random forest (100 trees, sklearn
+    defaults), or ``lasso``: an L1-penalised multinomial logistic regression (C = 0.1) on
+    standardised codes, importance = mean |coefficient| over classes (the classification form of
+    Eastwood & Williams' lasso)."""
+    if estimator == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        model = RandomForestClassifier(n_estimators=100, random_state=random_state, n_jobs=1)
+        model.fit(x_train, y_train)
+        importance = model.feature_importances_
+    elif estimator == "lasso":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        model = make_pipeline(
+            StandardScaler(),
+            LogisticRegression(l1_ratio=1.0, solver="saga", C=0.1, max_iter=2000,
+                               random_state=random_state),
+        )  # fmt: skip
+        model.fit(x_train, y_train)
+        importance = np.abs(model[-1].coef_).mean(axis=0)
+    else:
+        raise ValueError(f"unknown DCI estimator {estimator!r}; known: {list(ESTIMATORS)}")
+    train_predicted, test_predicted = model.predict(x_train), model.predict(x_test)
+    return (
+        np.abs(importance),
+        float(np.mean(train_predicted == y_train)),
+        float(np.mean(test_predicted == y_test)),
+    )
+
+
 def importance_matrix(
     codes_train: np.ndarray,
     factors_train: np.ndarray,
@@ -142,6 +183,7 @@ def importance_matrix(
     rng: np.random.Generator,
     n_jobs: int = -1,
     mode: str = "reference",
+    estimator: str = "boosted_trees",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(importance (n_codes, n_factors), train accuracy (K,), test accuracy (K,))."""
     if mode not in ("reference", "fast"):
@@ -149,7 +191,8 @@ def importance_matrix(
     n_factors = factors_train.shape[1]
     seeds = rng.integers(0, 2**31 - 1, n_factors)
     # Every factor's trees split the same codes: sort them once.
-    presorted = _exact_boosting.sorted_features(codes_train) if mode == "fast" else None
+    fast = mode == "fast" and estimator == "boosted_trees"
+    presorted = _exact_boosting.sorted_features(codes_train) if fast else None
     n_workers = os.cpu_count() if n_jobs in (None, -1) else max(1, n_jobs)
     # Largest first (cost grows with the number of classes: one tree per class per stage).
     order = np.argsort(
@@ -168,6 +211,7 @@ def importance_matrix(
                 mode,
                 presorted,
                 tree_pool,
+                estimator,
             )
             for k in order
         )
@@ -190,10 +234,12 @@ def dci(
     rng: np.random.Generator,
     n_jobs: int = -1,
     mode: str = "reference",
+    estimator: str = "boosted_trees",
 ) -> DCIScores:
     return dci_with_importance(
-        codes_train, factors_train, codes_test, factors_test, rng=rng, n_jobs=n_jobs, mode=mode
-    )[0]
+        codes_train, factors_train, codes_test, factors_test, rng=rng, n_jobs=n_jobs, mode=mode,
+        estimator=estimator,
+    )[0]  # fmt: skip
 
 
 def dci_with_importance(
@@ -205,6 +251,7 @@ def dci_with_importance(
     rng: np.random.Generator,
     n_jobs: int = -1,
     mode: str = "reference",
+    estimator: str = "boosted_trees",
 ) -> tuple[DCIScores, np.ndarray]:
     """DCI scores and the importance matrix R (n_codes, n_factors) they come from."""
     codes_train, factors_train = check_codes_factors(codes_train, factors_train)
@@ -212,8 +259,9 @@ def dci_with_importance(
     if codes_test.shape[1] != codes_train.shape[1] or len(codes_test) != len(factors_test):
         raise ValueError("test codes/factors do not match the train shapes")
     importance, acc_train, acc_test = importance_matrix(
-        codes_train, factors_train, codes_test, factors_test, rng=rng, n_jobs=n_jobs, mode=mode
-    )
+        codes_train, factors_train, codes_test, factors_test, rng=rng, n_jobs=n_jobs, mode=mode,
+        estimator=estimator,
+    )  # fmt: skip
     scores = DCIScores(
         disentanglement(importance),
         completeness(importance),

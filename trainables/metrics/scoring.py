@@ -56,6 +56,7 @@ def score_arrays(
 ) -> dict[str, object]:
     """``on_metric(name, index, total)`` is called as each metric starts (progress display)."""
     recorded = "metrics" in arrays  # a trial's codes artifact: defaults reproduce its scores
+    asked = bool(metrics)  # named by the user: one that cannot run is an error, not a skip
     metrics = list(metrics or (arrays["metrics"].tolist() if recorded else DEFAULT_METRICS))
     for name in metrics:
         get_metric(name)
@@ -96,6 +97,11 @@ def score_arrays(
         train = (codes[:num_train], factors[:num_train])
         test = (codes[num_train : num_train + num_test], factors[num_train : num_train + num_test])
     skipped = [m for m in metrics if METRICS[m].needs_source and source is None]
+    if asked and skipped:
+        raise ValueError(
+            f"{', '.join(skipped)} fix one factor and vary the others: the rows must cover the "
+            "whole factor grid (give grid_codes and factor_sizes, as a trial's codes.npz does)"
+        )
     inputs = MetricInput(
         *train, *test, rng=rng, source=source, n_jobs=n_jobs, mode=mode, options=options
     )
