@@ -109,6 +109,16 @@ class TaskTargets:
             raw = (raw - mean) / self.scale
         self.values = torch.as_tensor(raw, dtype=torch.float32, device=device)
 
+    def loss(self, predicted: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        """Sum over tasks of per-task MSE (the paper's Appendix C) on a batch of rows."""
+        target = self.values[torch.as_tensor(rows, device=self.values.device)]
+        return ((predicted - target) ** 2).mean(dim=0).sum()
+
+    @staticmethod
+    def validation(rmse: np.ndarray) -> dict[str, float]:
+        """The learning-curve entries of per-task validation RMSEs."""
+        return {"val/loss": float((rmse**2).sum()), "val/rmse": float(np.sqrt(np.mean(rmse**2)))}
+
     @torch.no_grad()
     def rmse(self, predict, inputs, index: np.ndarray, batch: int = 1024) -> np.ndarray:
         """Per-task RMSE of ``predict(inputs(rows))`` over ``index``, in training units."""
@@ -163,9 +173,7 @@ class MultiTask(Trainer):
 
     def train_step(self, batches: list[np.ndarray], phase: str, step: int) -> dict[str, float]:
         (rows,) = batches
-        x, y = self.batch(rows), self.targets[torch.as_tensor(rows, device=self.targets.device)]
-        # Sum over tasks of per-task MSE (Appendix C).
-        loss = ((self.predict(x) - y) ** 2).mean(dim=0).sum()
+        loss = self.tasks.loss(self.predict(self.batch(rows)), rows)
         optimizer = self.optimizers["adam"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -178,11 +186,7 @@ class MultiTask(Trainer):
         return self.tasks.rmse(self.predict, self.batch, index)
 
     def validate(self, data: dict[str, Any]) -> dict[str, float]:
-        val_rmse = self.task_rmse(data["val"])
-        return {
-            "val/loss": float((val_rmse**2).sum()),
-            "val/rmse": float(np.sqrt(np.mean(val_rmse**2))),
-        }
+        return self.tasks.validation(self.task_rmse(data["val"]))
 
     def test_metrics(self, data: dict[str, Any]) -> dict[str, float]:
         test_rmse = self.task_rmse(data["test"])

@@ -65,8 +65,7 @@ class TaskProbe(ProbeTrainer):
 
     def train_step(self, batches: list[np.ndarray], phase: str, step: int) -> dict[str, float]:
         (rows,) = batches
-        y = self.tasks.values[torch.as_tensor(rows, device=self.device)]
-        loss = ((self.predict(self.codes_of(rows)) - y) ** 2).mean(dim=0).sum()
+        loss = self.tasks.loss(self.predict(self.codes_of(rows)), rows)
         optimizer = self.optimizers["adam"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -78,8 +77,7 @@ class TaskProbe(ProbeTrainer):
         return self.tasks.rmse(self.predict, self.codes_of, index)
 
     def validate(self, data: dict[str, Any]) -> dict[str, float]:
-        rmse = self.task_rmse(data["val"])
-        return {"val/loss": float((rmse**2).sum()), "val/rmse": float(np.sqrt(np.mean(rmse**2)))}
+        return self.tasks.validation(self.task_rmse(data["val"]))
 
     def test_metrics(self, data: dict[str, Any]) -> dict[str, float]:
         rmse = self.task_rmse(data["test"])
