@@ -23,6 +23,7 @@ import torch
 
 from . import data as datasets
 from ._config import DatasetConfig
+from .data import tasks as _tasks  # noqa: F401 (datasets.tasks below)
 from .metrics import SAMPLED, CodeSource, GridCodes, MetricInput, get_metric
 
 if TYPE_CHECKING:

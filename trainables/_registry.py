@@ -16,6 +16,7 @@ from . import (
     decoder_probe,
     dip_vae,
     factor_vae,
+    modular_ae,
     multitask,
     task_probe,
     vae,
@@ -71,6 +72,7 @@ FAMILIES: dict[str, Family] = {
         beta_tc_vae.BetaTCVAE,
         decoder_probe.DecoderProbe,
         task_probe.TaskProbe,
+        modular_ae.ModularAE,
     )
 }
 
