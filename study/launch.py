@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from trainables import NonFiniteLoss, get_family
+from trainables._context import check_metric_names
 
 from . import sources, tracking
 from .journal import Journal, Sender, launch_summary, sync_experiment
@@ -81,6 +82,7 @@ class RayContext:
     def report(
         self, metrics: dict[str, float], *, step: int, state: dict[str, Any] | None = None
     ) -> None:
+        check_metric_names(metrics)
         now = int(time.time() * 1000)
         self.journal.append({"op": "metrics", "step": step, "metrics": metrics, "time": now})
         self.sender.flush()  # fails fast while the server is away: the journal keeps it
@@ -494,6 +496,16 @@ def _run_locked(
                 experiment_path, status=status, interrupted=interrupted, ended_at=time.time()
             )
             synced = close_launch(tracking_uri, experiment_id, parent_run_id, status, interrupted)
+            if synced:  # a record still in a journal is not in MLflow: the study is not done
+                with tracking.fail_fast():
+                    try:
+                        failing = sync_experiment(
+                            tracking_uri, pafs.LocalFileSystem(), str(experiment_path)
+                        )[2]
+                    except Exception as err:  # never hide the study's outcome behind this
+                        log.warning("could not replay the trial journals: %s", err)
+                        failing = 1
+                synced = failing == 0
     return StudyResult(
         experiment_path, parent_run_id, n_trials, n_errors, n_diverged, interrupted, n_finished,
         tracking_pending=not synced,

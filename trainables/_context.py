@@ -7,11 +7,24 @@ Trainables know nothing about Ray or MLflow; ``study.launch`` supplies a Ray-bac
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+
+# MLflow refuses other characters in metric names; a refused record would stay in the journal.
+_METRIC_NAME = re.compile(r"[\w\-. :/]+")
+
+
+def check_metric_names(metrics: dict[str, float]) -> None:
+    """A metric name MLflow would refuse is a bug in the family: fail at once, loudly."""
+    for name in metrics:
+        if not _METRIC_NAME.fullmatch(name):
+            raise ValueError(
+                f"metric name {name!r}: MLflow allows only letters, digits, _ - . : / and spaces"
+            )
 
 
 class TrialContext(Protocol):
@@ -46,6 +59,7 @@ class LocalContext:
     def report(
         self, metrics: dict[str, float], *, step: int, state: dict[str, Any] | None = None
     ) -> None:
+        check_metric_names(metrics)
         self.reports.append(dict(metrics))
         self.steps.append(int(step))
         if state is not None:

@@ -446,7 +446,9 @@ class ModularAE(Trainer):
             relation_threshold=threshold,
             prior_self_accuracy=separation,
         )
-        out.update({f"relation_accuracy_{k}": v for k, v in scores.per_relation.items()})
+        out.update(
+            {f"relation_accuracy_{metric_name(k)}": v for k, v in scores.per_relation.items()}
+        )
         # Converted codes: the prior's class of each partition, scored as a representation.
         factors = np.asarray(data["factors"])[test]
         out.update({f"converted_{k}": v for k, v in self._classified(codes, factors).items()})
@@ -481,3 +483,8 @@ class ModularAE(Trainer):
             "partition_size": self.partition_size,
             "relations": [r.name for r in self.relations],
         }
+
+
+def metric_name(relation: str) -> str:
+    """``posX+1`` -> ``posX_plus1`` (MLflow refuses ``+`` in metric names)."""
+    return relation.replace("+", "_plus").replace("-", "_minus")

@@ -165,3 +165,11 @@ def test_step_mode_continues_batches_across_epochs(data, tmp_path):
     get_family("ae").fit(cfg, data, ctx)
     assert ctx.reports[0]["epoch"] == pytest.approx(12 / 9)
     assert ctx.reports[0]["step"] == 12
+
+
+def test_a_metric_name_mlflow_would_refuse_fails_at_once(tmp_path):
+    ctx = LocalContext(tmp_path)
+    with pytest.raises(ValueError, match="MLflow allows only"):
+        ctx.report({"relation_accuracy_shape+1": 0.5}, step=1)
+    ctx.report({"relation_accuracy_shape_plus1": 0.5, "val/loss": 1.0}, step=1)
+    assert ctx.steps == [1]

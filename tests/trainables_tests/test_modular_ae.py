@@ -13,7 +13,7 @@ import torch
 
 from trainables import DatasetConfig, LocalContext
 from trainables.loop import fit
-from trainables.modular_ae import ModularAE, ModularAEConfig
+from trainables.modular_ae import ModularAE, ModularAEConfig, metric_name
 from trainables.modular_parts import chance_accuracy
 
 # 3 shapes x 2 scales (nuisance) x 6 x 6 positions in 3 bins each = 216 images, 27 classes
@@ -25,6 +25,7 @@ VIEW = DatasetConfig(
         "posY": {"values": [0, 4, 13, 17, 27, 31], "bins": 3},
     }
 )
+assert metric_name("posX_bin-1") == "posX_bin_minus1"  # MLflow refuses "+" in metric names
 RELATIONS = ["shape+1", "shape-1", "posX_bin+1", "posX_bin-1", "posY_bin+1", "posY_bin-1"]
 
 
@@ -127,7 +128,7 @@ def test_test_metrics_keys_and_ranges(data, straight):
     )
     assert 0 <= final["relation_accepted"] <= 1
     assert math.isfinite(final["relation_threshold"])
-    for name in ["relation_accuracy", *[f"relation_accuracy_{r}" for r in RELATIONS]]:
+    for name in ["relation_accuracy", *[f"relation_accuracy_{metric_name(r)}" for r in RELATIONS]]:
         assert math.isnan(final[name]) or 0 <= final[name] <= 1, name
     for key in ("converted_dci_disentanglement", "converted_dci_completeness",
                 "converted_dci_informativeness", "converted_mig", "converted_sap",
