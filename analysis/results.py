@@ -248,13 +248,6 @@ def _cached_runs(tracking_uri: str, study: str, cache: Path) -> pd.DataFrame:
     return runs
 
 
-def typed(runs: pd.DataFrame, column: str) -> pd.Series:
-    """A ``params.*`` column with its logged values parsed back (numbers as numbers)."""
-    from study.tracking import parse_param
-
-    return runs[column].map(lambda v: parse_param(v) if isinstance(v, str) else v)
-
-
 def main_metrics(runs: pd.DataFrame) -> list[str]:
     """The metrics a report leads with: final scores without per-task, train-split and timing
     columns (those stay in runs.csv and the full summary)."""

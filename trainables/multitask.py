@@ -132,7 +132,32 @@ class TaskTargets:
         return torch.sqrt(squared / len(index)).cpu().numpy()
 
 
-class MultiTask(Trainer):
+class TaskHeads:
+    """What trainers with task heads share: the step, per-task RMSE and the validation summary.
+
+    A subclass defines ``predict(inputs)`` and ``task_inputs(rows)`` (images for ``multitask``,
+    frozen codes for ``task_probe``) and sets ``self.tasks`` (``TaskTargets``) in ``setup``.
+    """
+
+    def train_step(self, batches: list[np.ndarray], phase: str, step: int) -> dict[str, float]:
+        (rows,) = batches
+        loss = self.tasks.loss(self.predict(self.task_inputs(rows)), rows)
+        optimizer = self.optimizers["adam"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.item()}
+
+    def task_rmse(self, index: np.ndarray) -> np.ndarray:
+        """Per-task RMSE over ``index``: (tasks trained,)."""
+        self.modules.eval()
+        return self.tasks.rmse(self.predict, self.task_inputs, index)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, float]:
+        return self.tasks.validation(self.task_rmse(data["val"]))
+
+
+class MultiTask(TaskHeads, Trainer):
     name = "multitask"
     Config = MultiTaskConfig
     description = (
@@ -171,22 +196,8 @@ class MultiTask(Trainer):
         codes = self.modules["encoder"](x)  # (B, latent_dim)
         return torch.cat([head(codes) for head in self.modules["heads"]], dim=1)  # (B, tasks)
 
-    def train_step(self, batches: list[np.ndarray], phase: str, step: int) -> dict[str, float]:
-        (rows,) = batches
-        loss = self.tasks.loss(self.predict(self.batch(rows)), rows)
-        optimizer = self.optimizers["adam"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return {"loss": loss.item()}
-
-    def task_rmse(self, index: np.ndarray) -> np.ndarray:
-        """Per-task RMSE over ``index``: (tasks trained,)."""
-        self.modules.eval()
-        return self.tasks.rmse(self.predict, self.batch, index)
-
-    def validate(self, data: dict[str, Any]) -> dict[str, float]:
-        return self.tasks.validation(self.task_rmse(data["val"]))
+    def task_inputs(self, rows: np.ndarray) -> torch.Tensor:
+        return self.batch(rows)
 
     def test_metrics(self, data: dict[str, Any]) -> dict[str, float]:
         test_rmse = self.task_rmse(data["test"])

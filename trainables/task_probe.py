@@ -23,7 +23,7 @@ from torch import nn
 
 from ._config import DatasetConfig
 from ._probe import GROUND_TRUTH, UPSTREAM_DOC, ProbeTrainer
-from .multitask import TaskConfig, TaskTargets, prepare_task_data
+from .multitask import TaskConfig, TaskHeads, TaskTargets, prepare_task_data
 from .nets import MLPHead
 
 
@@ -34,7 +34,7 @@ class TaskProbeConfig(TaskConfig):
     lr: float = Field(default=1e-4, gt=0, allow_inf_nan=False)
 
 
-class TaskProbe(ProbeTrainer):
+class TaskProbe(TaskHeads, ProbeTrainer):
     name = "task_probe"
     Config = TaskProbeConfig
     description = "multi-task heads on a frozen upstream representation or the true factors (4.3)"
@@ -63,21 +63,8 @@ class TaskProbe(ProbeTrainer):
     def predict(self, codes: torch.Tensor) -> torch.Tensor:
         return torch.cat([head(codes) for head in self.modules["heads"]], dim=1)  # (B, tasks)
 
-    def train_step(self, batches: list[np.ndarray], phase: str, step: int) -> dict[str, float]:
-        (rows,) = batches
-        loss = self.tasks.loss(self.predict(self.codes_of(rows)), rows)
-        optimizer = self.optimizers["adam"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return {"loss": loss.item()}
-
-    def task_rmse(self, index: np.ndarray) -> np.ndarray:
-        self.modules.eval()
-        return self.tasks.rmse(self.predict, self.codes_of, index)
-
-    def validate(self, data: dict[str, Any]) -> dict[str, float]:
-        return self.tasks.validation(self.task_rmse(data["val"]))
+    def task_inputs(self, rows: np.ndarray) -> torch.Tensor:
+        return self.codes_of(rows)
 
     def test_metrics(self, data: dict[str, Any]) -> dict[str, float]:
         rmse = self.task_rmse(data["test"])
