@@ -35,6 +35,10 @@ def _user_errors():
     return (SpecError, DataError, ResultsError, KeyError)
 
 
+STORAGE_HELP = (
+    "Ray results, checkpoints and trial journals: a folder (NFS on a cluster) or a URI "
+    "(s3://, gs://, file://) every node can write"
+)
 MAX_TRIALS = 10_000  # a bigger sweep is more likely a typo than a plan: it needs --yes
 
 
@@ -43,16 +47,25 @@ def run(
     config: Annotated[Path, typer.Argument(help="Study YAML, e.g. configs/quickstart.yaml")],
     name: Annotated[str | None, typer.Option(help="Study name (default: the YAML's name)")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
-    storage: Annotated[Path, typer.Option(help="Ray results / checkpoints")] = Path("ray_results"),
+    storage: Annotated[str, typer.Option(help=STORAGE_HELP)] = "ray_results",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default local)")] = None,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray")] = None,
     resume: Annotated[bool, typer.Option(help="Resume the latest launch of this study")] = False,
+    extend: Annotated[
+        bool,
+        typer.Option(
+            "--extend",
+            help="Add search.num_samples new points to this study's earlier launches "
+            "(Optuna starts from what they measured)",
+        ),
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", help=f"Allow over {MAX_TRIALS} trials")] = False,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a key: fixed.epochs=2")
     ] = None,
 ) -> None:
-    """Run a study: validate the YAML, then one Ray Tune trial per grid point, tracked in MLflow."""
+    """Run a study: validate the YAML, then one Ray Tune trial per grid point (or per sampled
+    point and seed), tracked in MLflow."""
     from .spec import load_spec
 
     overrides = list(set_ or [])
@@ -64,23 +77,24 @@ def run(
         _fail(str(err))
     if spec.resolved_source is not None:
         _fail(f"{config}: resolved_source: written by study run from source; remove it")
-    _launch(spec, tracking_uri, storage, address, num_cpus, resume, yes)
+    _launch(spec, tracking_uri, storage, address, num_cpus, resume, yes, extend)
 
 
 @app.command()
 def resume(
     study: Annotated[str, typer.Argument(help="Study name: continue its latest launch")],
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
-    storage: Annotated[Path, typer.Option(help="Ray results / checkpoints")] = Path("ray_results"),
+    storage: Annotated[str, typer.Option(help=STORAGE_HELP)] = "ray_results",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default local)")] = None,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray")] = None,
 ) -> None:
     """Continue a study's latest launch with the config it was launched with (same parent run)."""
     from .launch import latest_experiment, read_launch
     from .spec import parse_spec
+    from .storage import storage_path
 
     try:
-        previous = latest_experiment(storage.resolve(), study) if storage.is_dir() else None
+        previous = latest_experiment(storage_path(storage), study)
         if previous is None:
             raise SpecError(f"resume: no launch of study {study!r} under {storage}")
         record = read_launch(previous)
@@ -90,7 +104,9 @@ def resume(
     _launch(spec, tracking_uri, storage, address, num_cpus, True, True)
 
 
-def _launch(spec, tracking_uri, storage, address, num_cpus, resume: bool, yes: bool) -> None:
+def _launch(
+    spec, tracking_uri, storage, address, num_cpus, resume: bool, yes: bool, extend: bool = False
+) -> None:
     from trainables.data import DataError
 
     from . import tracking
@@ -112,6 +128,7 @@ def _launch(spec, tracking_uri, storage, address, num_cpus, resume: bool, yes: b
     console.print(
         f"study [bold]{spec.name}[/]: family {spec.family}, {spec.n_trials} trials, tracking {uri}"
         + (" (resuming its latest launch)" if resume else "")
+        + (" (extending its earlier launches)" if extend else "")
     )
     try:
         result = run_study(
@@ -122,6 +139,7 @@ def _launch(spec, tracking_uri, storage, address, num_cpus, resume: bool, yes: b
             address=address,
             num_cpus=num_cpus,
             resume=resume,
+            extend=extend,
         )
     except (SpecError, DataError, tracking.TrackingUnreachable) as err:
         _fail(str(err))
@@ -140,12 +158,17 @@ def _launch(spec, tracking_uri, storage, address, num_cpus, resume: bool, yes: b
             markup=False, highlight=False, soft_wrap=True,
         )  # fmt: skip
         raise typer.Exit(1)
-    failed = result.n_errors + result.n_diverged
+    failed = result.n_errors + result.n_diverged + result.n_misconfigured
+    stopped = f"{result.n_stopped} stopped early by ASHA, " if result.n_stopped else ""
+    misconfigured = (
+        f"{result.n_misconfigured} without search.metric in their final report, "
+        if result.n_misconfigured else ""
+    )  # fmt: skip
     console.print(
         f"{'done' if not failed else 'finished with failures'}: {result.n_trials} trials, "
-        f"{result.n_errors} errors, {result.n_diverged} diverged (non-finite loss; see the runs' "
-        f"end_reason tag); Ray results in {result.experiment_path}; MLflow parent run "
-        f"{result.parent_run_id} in {uri}"
+        f"{stopped}{result.n_errors} errors, {misconfigured}{result.n_diverged} diverged "
+        f"(non-finite loss; see the runs' end_reason tag); Ray results in "
+        f"{result.experiment_path}; MLflow parent run {result.parent_run_id} in {uri}"
     )
     if failed:
         raise typer.Exit(1)
@@ -154,7 +177,7 @@ def _launch(spec, tracking_uri, storage, address, num_cpus, resume: bool, yes: b
 @app.command()
 def status(
     study: Annotated[str, typer.Argument(help="Study name")],
-    storage: Annotated[Path, typer.Option(help="Ray results / checkpoints")] = Path("ray_results"),
+    storage: Annotated[str, typer.Option(help=STORAGE_HELP)] = "ray_results",
     metric: Annotated[str | None, typer.Option(help="Best by this metric (default: first)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
@@ -169,8 +192,10 @@ def status(
         print(to_json(state))
         return
     counts = ", ".join(f"{n} {k.lower()}" for k, n in state.counts.items() if n)
-    console.print(f"study [bold]{study}[/] ({state.launch}, {state.launch_status}): "
-                  f"{state.n_trials} trials: {counts}")
+    console.print(
+        f"study [bold]{study}[/] ({state.launch}, {state.launch_status}): "
+        f"{state.n_trials} trials: {counts}"
+    )
     minutes = state.elapsed_s / 60
     left = f", about {state.remaining_s / 60:.0f} min left" if state.remaining_s else ""
     console.print(f"elapsed {minutes:.1f} min{left}")
@@ -189,7 +214,7 @@ def status(
 def sync(
     study: Annotated[str, typer.Argument(help="Study name")],
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
-    storage: Annotated[Path, typer.Option(help="Ray results / checkpoints")] = Path("ray_results"),
+    storage: Annotated[str, typer.Option(help=STORAGE_HELP)] = "ray_results",
 ) -> None:
     """Send MLflow what trials journaled but could not send (a tracking outage); idempotent."""
     from . import tracking
@@ -315,10 +340,12 @@ def score(
         int | None, typer.Option(help="Metric RNG seed (default: the file's RNG state, else 0)")
     ] = None,
     num_train: Annotated[
-        int | None, typer.Option(help="Rows scored as the train split (default: 2/3, at most 10,000)")
+        int | None,
+        typer.Option(help="Rows scored as the train split (default: 2/3, at most 10,000)"),
     ] = None,
     num_test: Annotated[
-        int | None, typer.Option(help="Rows scored as the test split (default: the rest, at most 5,000)")
+        int | None,
+        typer.Option(help="Rows scored as the test split (default: the rest, at most 5,000)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:

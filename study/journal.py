@@ -109,8 +109,11 @@ class Sender:
                 self._apply(record)
                 done += 1
         except Exception as err:  # any store failure: unreachable, 5xx, locked database
-            log.warning("tracking: %d record(s) not sent yet (%s); will retry", len(records) - done,
-                        str(err).splitlines()[0][:200] if str(err) else type(err).__name__)
+            log.warning(
+                "tracking: %d record(s) not sent yet (%s); will retry",
+                len(records) - done,
+                str(err).splitlines()[0][:200] if str(err) else type(err).__name__,
+            )
             return False
         finally:
             if done > sent:
@@ -170,10 +173,11 @@ class Sender:
         elif op == "artifacts":
             self._log_artifacts(record["path"])
         elif op == "end":
+            tags = [RunTag(k, str(v)) for k, v in (record.get("tags") or {}).items()]
             if record.get("reason"):
-                self.client.log_batch(
-                    self.run_id, tags=[RunTag("end_reason", record["reason"][:5000])]
-                )
+                tags.append(RunTag("end_reason", record["reason"][:5000]))
+            if tags:
+                self.client.log_batch(self.run_id, tags=tags)
             self.client.set_terminated(self.run_id, record["status"])
         else:
             raise ValueError(f"unknown journal record {op!r}")
@@ -213,6 +217,11 @@ def launch_summary(fs: pafs.FileSystem, experiment: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for folder in trial_folders(fs, experiment):
         ends = [r for r in Journal(fs, folder).records() if r["op"] == "end"]
-        status = ends[-1]["status"] if ends else "RUNNING"
+        status = end_status(ends[-1]) if ends else "RUNNING"
         counts[status] = counts.get(status, 0) + 1
     return counts
+
+
+def end_status(record: dict[str, Any]) -> str:
+    """A trial's end as ``study status`` counts it: STOPPED (by the scheduler) apart from KILLED."""
+    return "STOPPED" if (record.get("tags") or {}).get("stopped") else record["status"]

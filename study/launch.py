@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import json
 import logging
@@ -31,10 +32,10 @@ from ray import tune
 from trainables import NonFiniteLoss, get_family
 from trainables._context import check_metric_names
 
-from . import sources, tracking
-from .journal import Journal, Sender, launch_summary, sync_experiment
-from .space import to_param_space
-from .spec import SpecError, StudySpec
+from . import sources, space, tracking
+from .journal import Journal, Sender, launch_summary, sync_experiment, trial_folders
+from .spec import SpecError, StudySpec, data_params, family_params, view_key
+from .storage import StoragePath, storage_path
 
 log = logging.getLogger(__name__)
 _STATE_FILE = "state.pt"
@@ -46,6 +47,27 @@ class LaunchInfo:
     family: str
     threads: int
     tracking: tracking.TrackingInfo
+    grid: tuple[dict[str, Any], ...] = ()
+    """Optuna: the grid combinations a point's repeats stand for (``__trial_index__`` -> one)."""
+    by_index: dict[str, list[Any]] | None = None
+    """Optuna: categorical axes whose values are sent as indices (e.g. subsets as mappings)."""
+    search_metric: str | None = None
+    """What the searcher ranks by: a trial whose final report lacks it fails, saying so."""
+    sampled: tuple[str, ...] = ()
+    """Sampled axes: journaled as the trial's ``point`` (an extension warm-starts from them)."""
+
+    def trial_params(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A trial's parameters from Tune's config: drawn points, grid repeats and indices decoded."""
+        params = dict(config["params"])
+        params.update(params.pop(space.SAMPLED_KEY, None) or {})
+        if self.grid:
+            params.update(self.grid[int(config.get(TRIAL_INDEX, 0))])
+        for name, values in (self.by_index or {}).items():
+            params[name] = values[int(params[name])]
+        return params
+
+
+TRIAL_INDEX = "__trial_index__"  # ray.tune.search.repeater.TRIAL_INDEX
 
 
 def _trial_storage() -> tuple[pafs.FileSystem, str]:
@@ -63,7 +85,13 @@ def _trial_storage() -> tuple[pafs.FileSystem, str]:
 class RayContext:
     """TrialContext backed by Tune (results), the trial folder (checkpoints) and MLflow via the journal."""
 
-    def __init__(self, launch: LaunchInfo, params: dict[str, Any]):
+    def __init__(
+        self,
+        launch: LaunchInfo,
+        params: dict[str, Any],
+        dataset: dict[str, Any] | None = None,
+        point: dict[str, Any] | None = None,
+    ):
         context = tune.get_context()
         self._workdir = Path(tempfile.mkdtemp(prefix="trial-"))
         self.artifact_dir = self._workdir / "artifacts"
@@ -72,11 +100,12 @@ class RayContext:
         self.journal = Journal(self.fs, self.trial_path)
         self.tracking_uri = launch.tracking.uri
         self.sender = Sender(launch.tracking.uri, self.journal)
-        self.journal.append(
-            tracking.run_record(
-                launch.tracking, context.get_trial_id(), context.get_trial_name(), params
-            )
+        record = tracking.run_record(
+            launch.tracking, context.get_trial_id(), context.get_trial_name(), params, dataset
         )
+        if point:
+            record["point"] = point
+        self.journal.append(record)
         self.sender.flush()
 
     def report(
@@ -120,7 +149,9 @@ class RayContext:
     def finish(self, status: str = "FINISHED", reason: str = "") -> bool:
         """Journal the artifacts and the end, then send with back-off; True if all was sent."""
         if status == "FINISHED" and any(self.artifact_dir.iterdir()):
-            self.journal.append({"op": "artifacts", "path": self.journal.copy_artifacts(self.artifact_dir)})
+            self.journal.append(
+                {"op": "artifacts", "path": self.journal.copy_artifacts(self.artifact_dir)}
+            )
         self.journal.append({"op": "end", "status": status, "reason": reason})
         budget = float(os.environ.get("STUDY_TRACKING_RETRY_S", "120"))
         sent = self.sender.flush_with_backoff(budget)
@@ -157,24 +188,62 @@ def _ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo)
         os.environ.setdefault(key, value)
     torch.set_num_threads(launch.threads)
     family = get_family(launch.family)
-    cfg = family.Config(**config["params"])
-    ctx = RayContext(launch, cfg.model_dump(mode="json"))
+    params = launch.trial_params(config)
+    dataset = None
+    if VIEWS in data:  # a data axis: this trial's view, mapped from the node's object store once
+        data = ray.get(data[VIEWS][view_key(params)])
+        dataset = {**launch.tracking.dataset, **data_params(params)}
+    cfg = family.Config(**family_params(params))
+    point = {name: params[name] for name in launch.sampled}
+    ctx = RayContext(launch, cfg.model_dump(mode="json"), dataset, point)
     try:
-        family.fit(cfg, data, ctx)
+        final = family.fit(cfg, data, ctx)
     except NonFiniteLoss as err:
         # Diverged: rerunning from the checkpoint would diverge again. End this trial, FAILED
         # with the reason, and let the study go on (no exception, so Tune does not retry).
         ctx.finish("FAILED", str(err))
         tune.report({"diverged": 1.0})
         return
+    if launch.search_metric and launch.search_metric not in (final or {}):
+        reason = (
+            f"search.metric {launch.search_metric!r} is not among the final metrics of family "
+            f"{launch.family!r}: {sorted(final or {})}"
+        )
+        ctx.finish("FAILED", reason)
+        tune.report({"diverged": 0.0, "misconfigured": 1.0})
+        return
     ctx.finish()
+
+
+VIEWS = "__views__"  # data of a study with data axes: view key -> object ref
 
 
 class _CloseRuns(tune.Callback):
     """End child runs that trial processes could not end themselves."""
 
-    def __init__(self, info: tracking.TrackingInfo):
+    def __init__(self, info: tracking.TrackingInfo, scheduler: bool = False):
         self.info = info
+        self.scheduler = scheduler
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # A trial that returned journaled its end; one without an end was stopped by the
+        # scheduler (ASHA) between reports: record it as stopped, not finished.
+        if not self.scheduler:
+            return
+        try:
+            journal = Journal(trial.storage.storage_filesystem, trial.storage.trial_fs_path)
+            records = journal.records()
+            if any(r["op"] == "end" for r in records):
+                return
+            reports = sum(r["op"] == "metrics" for r in records)
+            reason = f"stopped early by the scheduler after {reports} reports"
+            journal.append(
+                {"op": "end", "status": "KILLED", "reason": reason, "tags": {"stopped": "asha"}}
+            )
+            with tracking.fail_fast():
+                Sender(self.info.uri, journal).flush()
+        except Exception as err:  # never stop the study over bookkeeping; `study sync` retries
+            log.warning("could not record the early stop of trial %s: %s", trial.trial_id, err)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # The trial cannot journal its own end any more: the driver does, for `status` and `sync`.
@@ -188,6 +257,121 @@ class _CloseRuns(tune.Callback):
                 tracking.close_trial_run(self.info, trial.trial_id, "FAILED", "trial error")
         except Exception as err:  # the tracking server may be away: never stop the study for it
             log.warning("could not mark trial %s FAILED in MLflow: %s", trial.trial_id, err)
+
+
+@dataclass
+class SearchSetup:
+    param_space: dict[str, Any]
+    algorithm: Any = None  # a Tune searcher (Optuna), None for the grid
+    scheduler: Any = None
+    num_samples: int = 1
+    grid: tuple[dict[str, Any], ...] = ()
+    by_index: dict[str, list[Any]] | None = None
+    metric: str | None = None
+
+
+def _search_setup(spec: StudySpec, extend_from: list[StoragePath]) -> SearchSetup:
+    """Tune's param space, searcher and scheduler for the spec's ``search`` block.
+
+    The grid algorithm's drawn points continue past those of earlier launches (``extend_from``);
+    Optuna starts from what they measured (or from its own storage, when one is given).
+    """
+    search = spec.search
+    scheduler = None
+    if search.scheduler is not None:
+        from ray.tune.schedulers import ASHAScheduler
+
+        asha = search.scheduler
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration", metric=asha.metric, mode=asha.mode,
+            grace_period=asha.grace_period, reduction_factor=asha.reduction_factor,
+            max_t=asha.max_t or _reports_per_trial(spec),
+        )  # fmt: skip
+    # The final metric is in the last report only, ASHA's in every report but the last: Tune's
+    # check that every report holds both would fail every trial. The trial checks the final one.
+    if search.algorithm == "optuna" or scheduler is not None:
+        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    else:
+        os.environ.pop("TUNE_DISABLE_STRICT_METRIC_CHECKING", None)
+    if search.algorithm == "grid":
+        offset = sum(_launch_points(folder) for folder in extend_from)
+        return SearchSetup(space.to_param_space(spec, offset), scheduler=scheduler)
+
+    import optuna
+    from ray.tune.search import Repeater
+    from ray.tune.search.optuna import OptunaSearch
+
+    domains, by_index = space.tune_domains(spec.sampled_axes)
+    points, rewards = [], []
+    if search.storage is None:  # warm start from the earlier launches' finished trials
+        points, rewards = _measured_points(spec, extend_from, by_index)
+    searcher = OptunaSearch(
+        metric=search.metric,
+        mode=search.mode,
+        sampler=optuna.samplers.TPESampler(
+            seed=search.seed, n_startup_trials=search.startup_points
+        ),
+        study_name=spec.name,
+        storage=optuna.storages.RDBStorage(search.storage) if search.storage else None,
+        points_to_evaluate=points or None,
+        evaluated_rewards=rewards or None,
+    )
+    grid = tuple(space.grid_combinations(spec.grid_axes))
+    # Each point runs once per grid combination (seeds): Optuna sees the mean of the repeats.
+    algorithm = Repeater(searcher, repeat=len(grid), set_index=True) if len(grid) > 1 else searcher
+    return SearchSetup(
+        {"params": {**spec.base_params, **domains}}, algorithm, scheduler,
+        spec.n_points * len(grid), grid, by_index, search.metric,
+    )  # fmt: skip
+
+
+def _reports_per_trial(spec: StudySpec) -> int:
+    """Reports of a full trial (the longest config's), the final one included."""
+    counts = []
+    for cfg in spec.family_configs():
+        if getattr(cfg, "steps", None) is not None:
+            counts.append(-(-cfg.steps // cfg.report_every))
+        else:
+            counts.append(int(getattr(cfg, "epochs", 1)))
+    return max(counts) + 1
+
+
+def _launch_points(folder: StoragePath) -> int:
+    """How many points of the sampled axes a launch drew (its spec's ``n_points``)."""
+    record = read_launch(folder)
+    return int(record.get("n_points", 0))
+
+
+def _measured_points(
+    spec: StudySpec, folders: list[StoragePath], by_index: dict[str, list[Any]]
+) -> tuple[list[dict[str, Any]], list[float]]:
+    """Points of earlier launches with their metric, averaged over their finished trials, in
+    the Optuna space's terms (``params/<axis>``; index-coded axes as indices)."""
+    metric = spec.search.metric
+    measured: dict[str, list[float]] = {}
+    for folder in folders:
+        for trial in trial_folders(folder.fs, folder.path):
+            records = Journal(folder.fs, trial).records()
+            runs = [r for r in records if r["op"] == "run" and r.get("point")]
+            ends = [r for r in records if r["op"] == "end"]
+            values = [r["metrics"][metric] for r in records
+                      if r["op"] == "metrics" and metric in r["metrics"]]  # fmt: skip
+            if runs and values and ends and ends[-1]["status"] == "FINISHED":
+                key = json.dumps(runs[-1]["point"], sort_keys=True)
+                measured.setdefault(key, []).append(float(values[-1]))
+    points, rewards = [], []
+    for key, values in measured.items():
+        point = json.loads(key)
+        if set(point) != {a.name for a in spec.sampled_axes}:
+            continue  # an earlier launch searched other axes
+        try:
+            for name, choices in by_index.items():
+                point[name] = choices.index(point[name])
+        except ValueError:
+            continue  # a category no longer offered
+        points.append({f"params/{name}": value for name, value in point.items()})
+        rewards.append(sum(values) / len(values))
+    return points, rewards
 
 
 def _init_ray(address: str | None, num_cpus: int | None) -> None:
@@ -213,13 +397,14 @@ def check_resources(spec: StudySpec) -> None:
 LAUNCH_STAMP = "%Y%m%d-%H%M%S"
 
 
-def launches(storage: Path, study: str) -> list[Path]:
+def launches(storage: StoragePath | Path, study: str) -> list[StoragePath]:
     """The ``<study>_<stamp>`` folders, oldest first; a study ``a`` must not pick up ``a_b``'s."""
     pattern = re.compile(rf"{re.escape(study)}_\d{{8}}-\d{{6}}")
-    return sorted(p for p in storage.glob(f"{study}_*") if p.is_dir() and pattern.fullmatch(p.name))
+    storage = storage_path(storage)
+    return sorted(p for p in storage.glob(f"{study}_*") if pattern.fullmatch(p.name) and p.is_dir())
 
 
-def latest_experiment(storage: Path, study: str) -> Path | None:
+def latest_experiment(storage: StoragePath | Path, study: str) -> StoragePath | None:
     runs = launches(storage, study)
     return runs[-1] if runs else None
 
@@ -233,17 +418,18 @@ class SyncResult:
     launch_closed: bool
 
 
-def sync_study(study: str, uri: str, storage: Path) -> list[SyncResult]:
+def sync_study(study: str, uri: str, storage: StoragePath | Path) -> list[SyncResult]:
     """Replay every trial journal of every launch of ``study`` into MLflow, then end each launch
     as it ended (or was interrupted). Idempotent: a second sync sends nothing."""
-    folders = launches(storage.resolve(), study)
+    storage = storage_path(storage)
+    folders = launches(storage, study)
     if not folders:
         raise SpecError(f"sync: no launch of study {study!r} under {storage}")
     tracking.check_reachable(uri)
     results = []
     for folder in folders:
         record = read_launch(folder)
-        trials, sent, failing = sync_experiment(uri, pafs.LocalFileSystem(), str(folder))
+        trials, sent, failing = sync_experiment(uri, folder.fs, folder.path)
         closed = True
         if record.get("status"):  # the driver got to the end; None: it is running or was killed
             experiment_id = MlflowClient(uri).get_run(record["parent_run_id"]).info.experiment_id
@@ -257,7 +443,7 @@ def sync_study(study: str, uri: str, storage: Path) -> list[SyncResult]:
 
 @dataclass
 class StudyResult:
-    experiment_path: Path
+    experiment_path: StoragePath
     parent_run_id: str
     n_trials: int
     n_errors: int
@@ -268,29 +454,28 @@ class StudyResult:
     n_finished: int = 0
     tracking_pending: bool = False
     """Something could not be sent to MLflow (server away): ``study sync`` sends it later."""
+    n_stopped: int = 0
+    """Trials the scheduler (ASHA) stopped early: KILLED runs tagged ``stopped``."""
+    n_misconfigured: int = 0
+    """Trials whose final report lacked ``search.metric`` (FAILED, with the reason)."""
 
 
 LAUNCH_FILE = "study_launch.json"  # in the Ray experiment folder: what a resume must continue
 
 
-def _check_storage(storage: Path) -> None:
-    """A storage the driver cannot write fails now, in one line, without creating anything."""
-    existing = storage
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError
-        with tempfile.TemporaryFile(dir=existing):  # a real write: os.access trusts root blindly
-            pass
-    except OSError:
-        raise SpecError(f"--storage {storage}: {existing} is not a writable folder") from None
-
-
 @contextlib.contextmanager
-def study_lock(storage: Path, study: str) -> Iterator[None]:
-    """One launch of a study at a time per storage: a second one is refused, in one line."""
-    locks = storage / ".locks"
+def study_lock(storage: StoragePath | Path, study: str) -> Iterator[None]:
+    """One launch of a study at a time per storage: a second one is refused, in one line.
+
+    The lock file lives in the storage when it is a folder (an NFS folder locks across machines);
+    for a bucket, on this machine (one driver per study is the supported setup there).
+    """
+    storage = storage_path(storage)
+    if storage.is_local:
+        locks = storage.local / ".locks"
+    else:
+        digest = hashlib.sha256(storage.uri.encode()).hexdigest()[:16]
+        locks = Path(tempfile.gettempdir()) / "disentangle-study-locks" / digest
     try:
         locks.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -315,7 +500,7 @@ def study_lock(storage: Path, study: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def read_launch(experiment: Path) -> dict[str, Any]:
+def read_launch(experiment: StoragePath | Path) -> dict[str, Any]:
     path = experiment / LAUNCH_FILE
     if not path.is_file():
         raise SpecError(f"{experiment}: no {LAUNCH_FILE}; this launch cannot be resumed")
@@ -359,20 +544,23 @@ def run_study(
     *,
     config_text: str,
     tracking_uri: str,
-    storage: str | Path,
+    storage: str | Path | StoragePath,
     address: str | None = None,
     num_cpus: int | None = None,
     resume: bool = False,
+    extend: bool = False,
     verbose: int = 1,
 ) -> StudyResult:
     """Validate, prepare data, start Ray, run every trial, and track everything in MLflow.
 
     ``resume`` continues the study's latest launch: the same parent run, no finished trial rerun,
     unfinished ones from their latest checkpoint; a spec that differs from that launch's is refused.
+    ``extend`` adds ``search.num_samples`` new points to a study with sampled axes, as a new launch
+    that continues the earlier ones (new draws; Optuna warm-started from what they measured).
     """
     family = get_family(spec.family)
-    storage = Path(storage).resolve()
-    _check_storage(storage)
+    storage = storage_path(storage)
+    storage.check_writable()
     if spec.source is not None and spec.resolved_source is None:
         tracking.check_reachable(tracking_uri)
         spec = sources.resolve(spec, tracking_uri)
@@ -389,23 +577,53 @@ def run_study(
                 f"resume: {key} differs from the launch being resumed ({previous.name}); "
                 f"resume it with `study resume {spec.name}` or give the study a new name"
             )
+    extend_from: list[StoragePath] = []
+    if launch_record is not None:  # a resumed extension draws / warm-starts as it did
+        extend_from = [storage / name for name in launch_record.get("extends", [])]
+    if extend:
+        if resume:
+            raise SpecError("--extend starts a new launch; --resume continues one: give one")
+        extend_from = _check_extension(spec, effective, storage)
     tracking.check_reachable(tracking_uri)
 
     # Everything that can fail on bad input happens before Ray starts and before MLflow is written.
     configs = spec.family_configs()
     started = time.perf_counter()
-    data = family.prepare_data(spec.dataset, configs)
-    log.info("prepared data in %.1fs", time.perf_counter() - started)
+    # Each distinct data view once, on the driver; trials take theirs from the object store.
+    views = {key: family.prepare_data(view, configs) for key, view in spec.views().items()}
+    data = views.pop("") if "" in views else {VIEWS: views}
+    log.info("prepared %d data view(s) in %.1fs", len(views) or 1, time.perf_counter() - started)
     with study_lock(storage, spec.name):
         return _run_locked(
             spec, data, effective, previous, launch_record, config_text, tracking_uri, storage,
-            address, num_cpus, verbose,
+            address, num_cpus, verbose, extend_from,
         )  # fmt: skip
+
+
+def _check_extension(
+    spec: StudySpec, effective: dict[str, Any], storage: StoragePath
+) -> list[StoragePath]:
+    """The launches an extension continues; refused unless they searched the same space."""
+    if not spec.sampled_axes:
+        raise SpecError("--extend adds sampled points; this study's axes are all grids")
+    earlier = launches(storage, spec.name)
+    if not earlier:
+        raise SpecError(f"--extend: no earlier launch of study {spec.name!r} under {storage}")
+    last = read_launch(earlier[-1])["spec"]
+    ignore = {"search": {**last.get("search", {}), "num_samples": None}}
+    mine = {**effective, "search": {**effective["search"], "num_samples": None}}
+    key = first_difference({**last, **ignore}, mine)
+    if key is not None:
+        raise SpecError(
+            f"--extend: {key} differs from the study's last launch ({earlier[-1].name}); "
+            "an extension searches the same space (only search.num_samples may change)"
+        )
+    return earlier
 
 
 def _run_locked(
     spec, data, effective, previous, launch_record, config_text, tracking_uri, storage, address,
-    num_cpus, verbose,
+    num_cpus, verbose, extend_from,
 ) -> StudyResult:  # fmt: skip
     _init_ray(address, num_cpus)
     check_resources(spec)
@@ -431,7 +649,13 @@ def _run_locked(
         experiment_path.mkdir(parents=True, exist_ok=True)
         (experiment_path / LAUNCH_FILE).write_text(
             json.dumps(
-                {"parent_run_id": parent_run_id, "spec": effective, "config_text": config_text}
+                {
+                    "parent_run_id": parent_run_id,
+                    "spec": effective,
+                    "config_text": config_text,
+                    "n_points": spec.n_points if spec.sampled_axes else 0,
+                    "extends": [p.name for p in extend_from],
+                }  # fmt: skip
             )
         )
     info = tracking.TrackingInfo(
@@ -443,7 +667,13 @@ def _run_locked(
         dataset=json.loads(spec.dataset.model_dump_json()),
         upstreams=sources.provenance_tags(spec) if spec.source is not None else {},
     )
-    launch = LaunchInfo(spec.family, max(1, int(spec.resources.cpu)), info)
+    search = _search_setup(spec, extend_from)
+    launch = LaunchInfo(
+        spec.family, max(1, int(spec.resources.cpu)), info, search.grid, search.by_index,
+        search.metric, tuple(a.name for a in spec.sampled_axes),
+    )  # fmt: skip
+    if VIEWS in data:  # one object per view: a node maps only the views its trials use
+        data = {VIEWS: {key: ray.put(view) for key, view in data[VIEWS].items()}}
     # with_parameters puts the data into the object store once; trials read it from there.
     trainable = tune.with_resources(
         tune.with_parameters(_ray_entry, data=data, launch=launch),
@@ -451,9 +681,9 @@ def _run_locked(
     )
     run_config = tune.RunConfig(
         name=experiment_path.name,
-        storage_path=str(storage),
+        storage_path=storage.uri,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        callbacks=[_CloseRuns(info)],
+        callbacks=[_CloseRuns(info, scheduler=search.scheduler is not None)],
         verbose=verbose,
     )
     status, interrupted, results = "FAILED", None, None
@@ -461,14 +691,18 @@ def _run_locked(
         try:
             if previous is not None:
                 tuner = tune.Tuner.restore(
-                    str(previous), trainable, resume_errored=True, param_space=to_param_space(spec)
+                    str(previous), trainable, resume_errored=True, param_space=search.param_space
                 )
             else:
                 tuner = tune.Tuner(
                     trainable,
-                    param_space=to_param_space(spec),
+                    param_space=search.param_space,
                     tune_config=tune.TuneConfig(
-                        max_concurrent_trials=spec.max_concurrent_trials, reuse_actors=True
+                        max_concurrent_trials=spec.max_concurrent_trials,
+                        reuse_actors=True,
+                        search_alg=search.algorithm,
+                        scheduler=search.scheduler,
+                        num_samples=search.num_samples,
                     ),
                     run_config=run_config,
                 )
@@ -480,16 +714,18 @@ def _run_locked(
             n_errors = len(results.errors) if results is not None else 0
             # Tune returns normally after a Ctrl-C: the study ended only if every trial did. The
             # trials' journals say so even while the tracking server is away.
-            ended = launch_summary(pafs.LocalFileSystem(), str(experiment_path))
+            ended = launch_summary(experiment_path.fs, experiment_path.path)
             n_finished = ended.get("FINISHED", 0)
-            if n_finished + ended.get("FAILED", 0) + n_errors < n_trials:
+            n_stopped = ended.get("STOPPED", 0)
+            if n_finished + ended.get("FAILED", 0) + n_stopped + n_errors < n_trials:
                 interrupted = interrupted or signals.received or "SIGINT"
-            n_diverged = sum(
-                1 for r in (results or []) if r.metrics and r.metrics.get("diverged")
+            n_diverged = sum(1 for r in (results or []) if r.metrics and r.metrics.get("diverged"))
+            n_misconfigured = sum(
+                1 for r in (results or []) if r.metrics and r.metrics.get("misconfigured")
             )
             if interrupted:
                 status = "KILLED"
-            elif n_errors == 0 and n_diverged == 0:
+            elif n_errors == 0 and n_diverged == 0 and n_misconfigured == 0:
                 status = "FINISHED"
             # Recorded first: `study sync` finishes the job if the server is away right now.
             _update_launch(
@@ -500,7 +736,7 @@ def _run_locked(
                 with tracking.fail_fast():
                     try:
                         failing = sync_experiment(
-                            tracking_uri, pafs.LocalFileSystem(), str(experiment_path)
+                            tracking_uri, experiment_path.fs, experiment_path.path
                         )[2]
                     except Exception as err:  # never hide the study's outcome behind this
                         log.warning("could not replay the trial journals: %s", err)
@@ -508,11 +744,11 @@ def _run_locked(
                 synced = failing == 0
     return StudyResult(
         experiment_path, parent_run_id, n_trials, n_errors, n_diverged, interrupted, n_finished,
-        tracking_pending=not synced,
+        tracking_pending=not synced, n_stopped=n_stopped, n_misconfigured=n_misconfigured,
     )  # fmt: skip
 
 
-def _update_launch(experiment: Path, **fields: Any) -> None:
+def _update_launch(experiment: StoragePath, **fields: Any) -> None:
     path = experiment / LAUNCH_FILE
     record = json.loads(path.read_text())
     record.update(fields)

@@ -8,6 +8,7 @@ against the family's own Config.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -23,10 +24,12 @@ from pydantic import (
 )
 
 from trainables import FAMILIES, DatasetConfig
+from trainables import data as datasets
 from trainables._eval import sampling_metrics_refusal
 from trainables.data import DataError
 from trainables.metrics import METRICS
 
+from . import space
 from .errors import SpecError
 
 __all__ = ["SpecError", "StudySpec", "load_spec", "parse_spec"]
@@ -102,6 +105,64 @@ class Upstream(BaseModel):
     run_name: str = ""
 
 
+class Scheduler(BaseModel):
+    """Asynchronous successive halving (ASHA): at each rung, trials whose per-report ``metric`` is
+    not in the best 1/``reduction_factor`` stop early. Time counts reports (epochs, or
+    ``report_every`` steps)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["asha"] = "asha"
+    metric: str
+    """A metric every report holds, e.g. ``val/loss`` or ``val/reconstruction``."""
+    mode: Literal["min", "max"]
+    grace_period: int = Field(default=1, ge=1)
+    """Reports before a trial may be stopped."""
+    reduction_factor: float = Field(default=3.0, gt=1)
+    max_t: int | None = Field(default=None, ge=1)
+    """Reports of a full trial (default: from the configs' epochs / steps)."""
+
+
+class Search(BaseModel):
+    """How sampled axes are explored; grid axes (``seed`` above all) are crossed with each point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    algorithm: Literal["grid", "optuna"] = "grid"
+    """``grid``: sampled axes drawn ``num_samples`` times up front (seeded); ``optuna``: TPE."""
+    metric: str | None = None
+    """What Optuna optimises: a final metric, e.g. ``mig`` or ``rmse``."""
+    mode: Literal["min", "max"] | None = None
+    """Default: the metric registry's direction."""
+    num_samples: int = Field(default=1, ge=1)
+    """Points of the sampled axes (each run once per grid combination)."""
+    seed: int = 0
+    """Seeds the grid draws and Optuna's sampler."""
+    startup_points: int = Field(default=10, ge=1)
+    """Optuna: random points before TPE models the results (Optuna's ``n_startup_trials``)."""
+    scheduler: Scheduler | None = None
+    storage: str | None = None
+    """Optuna storage URL (e.g. ``sqlite:///optuna.db``): keeps the Optuna study itself."""
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Search:
+        if self.algorithm == "optuna":
+            if self.metric is None:
+                raise ValueError("algorithm: optuna needs search.metric (e.g. mig)")
+            if self.mode is None:
+                from trainables.metrics import higher_is_better
+
+                direction = higher_is_better(self.metric)
+                if direction is None:
+                    raise ValueError(
+                        f"search.mode: set min or max (no known direction for {self.metric!r})"
+                    )
+                self.mode = "max" if direction else "min"
+        elif self.storage is not None:
+            raise ValueError("search.storage keeps an Optuna study: set algorithm: optuna")
+        return self
+
+
 class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -112,8 +173,10 @@ class StudySpec(BaseModel):
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     fixed: dict[str, Any] = Field(default_factory=dict)
     """Family parameters shared by every trial."""
-    sweep: dict[str, list[Any]] = Field(default_factory=dict)
-    """Grid axes: every combination becomes one trial."""
+    sweep: dict[str, Any] = Field(default_factory=dict)
+    """Axes: a list (grid: every combination becomes a trial) or ``{choice | uniform | loguniform |
+    randint: ...}`` (sampled, see ``search``); ``dataset.<key>`` axes reshape the data."""
+    search: Search = Field(default_factory=Search)
     metrics: list[str] | None = None
     resources: Resources = Field(default_factory=Resources)
     max_concurrent_trials: int | None = Field(default=None, gt=0)
@@ -142,11 +205,41 @@ class StudySpec(BaseModel):
 
     @field_validator("sweep")
     @classmethod
-    def _non_empty_axes(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for axis, values in value.items():
-            if not values:
-                raise ValueError(f"sweep axis {axis!r} is empty")
+    def _parsed_axes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, raw in value.items():
+            if isinstance(raw, list) and not raw:
+                raise ValueError(f"sweep axis {name!r} is empty")
+            try:
+                axis = space.parse_axis(str(name), raw)
+            except ValueError as err:
+                raise ValueError(f"sweep axis {name!r}: {err}") from None
+            if name == "seed" and axis.sampled:
+                raise ValueError("sweep axis 'seed': seeds are crossed with every point: a list")
+            if str(name).startswith(space.DATA_PREFIX) and not axis.categorical:
+                raise ValueError(
+                    f"sweep axis {name!r}: data axes are categorical: a list or {{choice: [...]}}"
+                )
         return value
+
+    @model_validator(mode="after")
+    def _search_fits_sweep(self) -> StudySpec:
+        sampled = [a.name for a in self.axis_list if a.sampled]
+        search = self.search
+        if search.algorithm == "optuna" and not sampled:
+            raise ValueError(
+                "search.algorithm: optuna needs a sampled axis (e.g. lr: {loguniform: [1e-4, 1e-2]})"
+            )
+        if search.algorithm == "grid" and sampled and "num_samples" not in search.model_fields_set:
+            raise ValueError(
+                f"sweep.{sampled[0]} is sampled: set search.num_samples (points to draw), or "
+                "search.algorithm: optuna"
+            )
+        if search.num_samples > 1 and not sampled:
+            raise ValueError(
+                "search.num_samples draws points of sampled axes; every axis is a grid "
+                "(use {choice: [...]} or a distribution)"
+            )
+        return self
 
     @property
     def base_params(self) -> dict[str, Any]:
@@ -156,29 +249,102 @@ class StudySpec(BaseModel):
         return params
 
     @property
-    def axes(self) -> dict[str, list[Any]]:
-        """The grid's axes: the resolved upstream runs (probes), then the sweep."""
-        axes: dict[str, list[Any]] = {}
+    def axis_list(self) -> list[space.Axis]:
+        """Every axis: the resolved upstream runs (probes), then the sweep."""
+        axes = []
         if self.resolved_source is not None:
-            axes["upstream"] = [u.run_id for u in self.resolved_source]
-        axes.update(self.sweep)
+            axes.append(
+                space.Axis("upstream", "grid", tuple(u.run_id for u in self.resolved_source))
+            )
+        axes += [space.parse_axis(str(name), raw) for name, raw in self.sweep.items()]
         return axes
 
     @property
+    def grid_axes(self) -> list[space.Axis]:
+        return [a for a in self.axis_list if not a.sampled]
+
+    @property
+    def sampled_axes(self) -> list[space.Axis]:
+        return [a for a in self.axis_list if a.sampled]
+
+    @property
+    def axes(self) -> dict[str, list[Any]]:
+        """Grid axes -> values; a sampled axis -> the values it can take at its bounds."""
+        return {a.name: a.corners() for a in self.axis_list}
+
+    @property
+    def data_axes(self) -> list[space.Axis]:
+        return [a for a in self.axis_list if a.name.startswith(space.DATA_PREFIX)]
+
+    @property
+    def n_points(self) -> int:
+        return self.search.num_samples if self.sampled_axes else 1
+
+    @property
+    def n_grid(self) -> int:
+        return math.prod(len(a.values) for a in self.grid_axes)
+
+    @property
     def n_trials(self) -> int:
-        return math.prod(len(v) for v in self.axes.values())
+        return self.n_grid * self.n_points
+
+    def sampled_points(self, offset: int = 0) -> list[dict[str, Any]]:
+        """The grid algorithm's drawn points (``offset`` skips points of earlier launches)."""
+        drawn = space.draw_points(self.sampled_axes, offset + self.n_points, self.search.seed)
+        return drawn[offset:]
 
     def grid(self) -> list[dict[str, Any]]:
-        """Every trial's family parameters, in Tune's grid order (last axis fastest)."""
-        axes = self.axes
-        return [
-            {**self.base_params, **dict(zip(axes, combo, strict=True))}
-            for combo in itertools.product(*axes.values())
-        ]
+        """Every trial's parameters (``dataset.*`` axes included) for the grid algorithm, in
+        Tune's order (the drawn points outermost, the last grid axis fastest)."""
+        points = self.sampled_points() if self.sampled_axes else [{}]
+        combos = space.grid_combinations(self.grid_axes)
+        return [{**self.base_params, **p, **c} for p in points for c in combos]
+
+    def check_points(self) -> list[dict[str, Any]]:
+        """Parameters that bound what any trial can get: the grid, sampled axes at their corners
+        (every corner combination if few, else one axis at a time)."""
+        combos = space.grid_combinations(self.grid_axes)
+        sampled = self.sampled_axes
+        corners = [dict(zip([a.name for a in sampled], c, strict=True))
+                   for c in itertools.product(*(a.corners() for a in sampled))]  # fmt: skip
+        if len(corners) * len(combos) > 4096:
+            first = {a.name: a.corners()[0] for a in sampled}
+            corners = [{**first, a.name: v} for a in sampled for v in a.corners()]
+        return [{**self.base_params, **p, **c} for p in corners for c in combos]
 
     def family_configs(self) -> list[Any]:
         config = FAMILIES[self.family].Config
-        return [config(**params) for params in self.grid()]
+        return [config(**family_params(params)) for params in self.check_points()]
+
+    def dataset_for(self, params: dict[str, Any]) -> DatasetConfig:
+        """The data view of a trial with these parameters (``dataset.*`` axes applied)."""
+        keys = data_params(params)
+        if not keys:
+            return self.dataset
+        return DatasetConfig.model_validate({**self.dataset.model_dump(), **keys})
+
+    def views(self) -> dict[str, DatasetConfig]:
+        """Each distinct data view of the study by its key (one, keyed ``""``, without data axes)."""
+        combos = space.grid_combinations(
+            [space.Axis(a.name, "grid", a.values) for a in self.data_axes]
+        )
+        return {view_key(c): self.dataset_for(c) for c in combos}
+
+
+def data_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``dataset.<key>`` parameters, as DatasetConfig keys."""
+    n = len(space.DATA_PREFIX)
+    return {k[n:]: v for k, v in params.items() if k.startswith(space.DATA_PREFIX)}
+
+
+def family_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if not k.startswith(space.DATA_PREFIX)}
+
+
+def view_key(params: dict[str, Any]) -> str:
+    """A data view's key: its ``dataset.*`` values, canonical JSON (``""`` for the study's one)."""
+    keys = data_params(params)
+    return json.dumps(keys, sort_keys=True, default=repr) if keys else ""
 
 
 def _format_error(source: str, err: ValidationError, prefix: str = "") -> str:
@@ -206,7 +372,9 @@ def _check_family_params(spec: StudySpec, source: str) -> None:
         if is_probe and "upstream" in keys:
             raise SpecError(f"{source}: {section}.upstream: set by source: (e.g. runs: [...])")
         for key in keys:
-            if key not in fields:
+            if section == "sweep" and key.startswith(space.DATA_PREFIX):
+                _check_data_axis(spec, key, source)
+            elif key not in fields:
                 raise SpecError(
                     f"{source}: {section}.{key}: not a parameter of family {spec.family!r}; "
                     f"known: {sorted(fields)}"
@@ -215,12 +383,15 @@ def _check_family_params(spec: StudySpec, source: str) -> None:
         config(**spec.base_params)
     except ValidationError as err:
         raise SpecError(_format_error(source, err, "fixed")) from None
-    for axis, values in spec.sweep.items():
-        for value in values:
+    for axis in spec.axis_list:
+        if axis.name.startswith(space.DATA_PREFIX) or axis.name == "upstream":
+            continue
+        for value in axis.corners():
             try:
-                config(**{**spec.base_params, axis: value})
+                config(**{**spec.base_params, axis.name: value})
             except ValidationError as err:
                 raise SpecError(_format_error(source, err, "sweep")) from None
+    _check_search(spec, source)
     try:
         configs = (
             spec.family_configs()
@@ -236,13 +407,42 @@ def _check_family_params(spec: StudySpec, source: str) -> None:
             )
     # A metric the data view cannot feed is refused now, not after hours of training.
     metric_lists = {tuple(getattr(c, "metrics", ())) for c in configs}
-    for metrics in metric_lists:
+    for key, view in spec.views().items():
+        where = f"sweep.dataset ({key})" if key else "dataset"
+        for metrics in metric_lists:
+            try:
+                why = sampling_metrics_refusal(view, metrics)
+            except DataError as err:
+                raise SpecError(f"{source}: {where}: {err}") from None
+            if why:
+                raise SpecError(f"{source}: metrics: {why}" + (f" in view {key}" if key else ""))
+
+
+def _check_data_axis(spec: StudySpec, key: str, source: str) -> None:
+    field = key[len(space.DATA_PREFIX) :]
+    if field not in DatasetConfig.model_fields:
+        raise SpecError(
+            f"{source}: sweep.{key}: not a dataset key; known: {sorted(DatasetConfig.model_fields)}"
+        )
+    if spec.source is not None:
+        raise SpecError(f"{source}: sweep.{key}: a probe's data is its upstream's; no data axes")
+    for value in space.parse_axis(key, spec.sweep[key]).values:
         try:
-            why = sampling_metrics_refusal(spec.dataset, metrics)
+            view = spec.dataset_for({key: value})
+            datasets.subset(datasets.load(view.name, **view.options), view.subset)
+        except ValidationError as err:
+            raise SpecError(_format_error(source, err, "sweep." + key)) from None
         except DataError as err:
-            raise SpecError(f"{source}: dataset: {err}") from None
-        if why:
-            raise SpecError(f"{source}: metrics: {why}")
+            raise SpecError(f"{source}: sweep.{key}: {err}") from None
+
+
+def _check_search(spec: StudySpec, source: str) -> None:
+    scheduler = spec.search.scheduler
+    if scheduler is not None and scheduler.metric == spec.search.metric:
+        raise SpecError(
+            f"{source}: search.scheduler.metric: ASHA needs a metric of every report (e.g. "
+            f"val/loss), not the final {spec.search.metric!r}"
+        )
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:

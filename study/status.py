@@ -13,19 +13,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
-
 from trainables.metrics import get_metric, higher_is_better
 
-from .journal import Journal, trial_folders
+from .journal import Journal, end_status, trial_folders
 from .launch import LAUNCH_STAMP, latest_experiment, read_launch
 from .spec import SpecError, parse_spec
+from .storage import StoragePath, storage_path
 
 
 @dataclass
 class TrialState:
     name: str
-    status: str  # FINISHED | FAILED | RUNNING (no end recorded yet)
+    status: str  # FINISHED | FAILED | STOPPED (early, by ASHA) | KILLED | RUNNING (no end yet)
     step: int | None
     metric: float | None
     reason: str = ""
@@ -55,23 +54,30 @@ def _trial_state(journal: Journal, metric: str) -> TrialState:
     values = [r["metrics"][metric] for r in reports if metric in r["metrics"]]
     return TrialState(
         name=journal.directory.rsplit("/", 1)[-1],
-        status=ends[-1]["status"] if ends else "RUNNING",
+        status=end_status(ends[-1]) if ends else "RUNNING",
         step=int(reports[-1]["step"]) if reports else None,
         metric=float(values[-1]) if values else None,
         reason=ends[-1].get("reason", "") if ends else "",
     )
 
 
-def study_status(storage: Path, study: str, metric: str | None = None) -> StudyStatus:
-    experiment = latest_experiment(storage.resolve(), study) if storage.is_dir() else None
+def study_status(
+    storage: str | Path | StoragePath, study: str, metric: str | None = None
+) -> StudyStatus:
+    storage = storage_path(storage)
+    experiment = latest_experiment(storage, study)
     if experiment is None:
         raise SpecError(f"status: no launch of study {study!r} under {storage}")
     record = read_launch(experiment)
     spec = parse_spec(record["spec"], f"{experiment.name}/study_launch.json")
-    metric = metric or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
-    fs = pafs.LocalFileSystem()
-    trials = [_trial_state(Journal(fs, f), metric) for f in trial_folders(fs, str(experiment))]
-    counts = {"FINISHED": 0, "RUNNING": 0, "FAILED": 0, "KILLED": 0}
+    metric = (
+        metric
+        or spec.search.metric
+        or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
+    )
+    fs = experiment.fs
+    trials = [_trial_state(Journal(fs, f), metric) for f in trial_folders(fs, experiment.path)]
+    counts = {"FINISHED": 0, "RUNNING": 0, "FAILED": 0, "STOPPED": 0, "KILLED": 0}
     for trial in trials:
         counts[trial.status] = counts.get(trial.status, 0) + 1
     counts["PENDING"] = max(spec.n_trials - len(trials), 0)
@@ -80,12 +86,17 @@ def study_status(storage: Path, study: str, metric: str | None = None) -> StudyS
         counts["KILLED"] += counts.pop("RUNNING")
         counts["RUNNING"] = 0
     finished = [t for t in trials if t.status == "FINISHED" and t.metric is not None]
-    sign = -1.0 if higher_is_better(metric) is False else 1.0
+    lower = (
+        spec.search.mode == "min"
+        if metric == spec.search.metric
+        else higher_is_better(metric) is False
+    )
+    sign = -1.0 if lower else 1.0
     best = max(finished, key=lambda t: sign * t.metric) if finished else None
     started = time.mktime(time.strptime(experiment.name.rsplit("_", 1)[-1], LAUNCH_STAMP))
     ended = record.get("ended_at")
     elapsed = (ended or time.time()) - started
-    done = counts["FINISHED"] + counts["FAILED"]
+    done = counts["FINISHED"] + counts["FAILED"] + counts["STOPPED"]
     left = counts["RUNNING"] + counts["PENDING"]
     # Naive: the trials left take as long, on average, as the ones done so far did.
     remaining = elapsed * left / done if done and left and launch_status == "RUNNING" else None

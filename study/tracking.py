@@ -281,15 +281,20 @@ def find_trial_run(client: MlflowClient, experiment_id: str, trial_id: str) -> A
 
 
 def run_record(
-    info: TrackingInfo, trial_id: str, trial_name: str, params: dict[str, Any]
+    info: TrackingInfo,
+    trial_id: str,
+    trial_name: str,
+    params: dict[str, Any],
+    dataset: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The journal record that creates (or finds again) a trial's child run."""
+    dataset = info.dataset if dataset is None else dataset  # a data axis gives each trial its own
     tags = {
         ROLE_TAG: "trial",
         "mlflow.parentRunId": info.parent_run_id,
         "study": info.study,
         "family": info.family,
-        "dataset": str(info.dataset.get("name", "")),
+        "dataset": str(dataset.get("name", "")),
         "trial_id": trial_id,
     }
     for key in ("variant", "seed"):
@@ -309,7 +314,7 @@ def run_record(
         "experiment_id": info.experiment_id,
         "run_name": trial_name,
         "tags": tags,
-        "params": {**flatten(params), **flatten(info.dataset, "dataset.")},
+        "params": {**flatten(params), **flatten(dataset, "dataset.")},
     }
 
 

@@ -60,6 +60,9 @@ def draw(
         max_points=cfg.umap_points,
         seed=cfg.seed,
     )
+    own = getattr(trainer, "draw_pictures", None)  # a family's own pictures (modular: relations)
+    if own is not None:
+        own(data, directory)
     test = np.asarray(data["test"])[:N_RECONSTRUCTIONS]
     rows = torch.as_tensor(test, device=images.device)
     x = images[rows].float().div_(255.0)

@@ -88,9 +88,7 @@ class AutoEncoder(Trainer):
     def train_step(self, batches: list[np.ndarray], phase: str, step: int) -> dict[str, float]:
         loss, terms = self.loss_terms(self.batch(batches[0]), step)
         optimizer = self.optimizers["adam"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.backward_step(loss, optimizer)
         return {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
 
     @torch.no_grad()

@@ -56,6 +56,16 @@ class TrainConfig(BaseModel):
     lr: float = Field(default=1e-4, gt=0, allow_inf_nan=False)
     device: str = "cpu"
     """``cpu``, ``cuda``, ``cuda:1`` or ``auto`` (the trial's GPU when it has one)."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Mixed precision of the training steps (``torch.autocast`` around each ``train_step``).
+    ``bf16``: on the CPU or a GPU that has it; no loss scaling (bf16 keeps fp32's exponent range).
+    ``fp16``: CUDA only, with a ``GradScaler`` (checkpointed); refused on the CPU (use ``bf16``),
+    and at the trial's start when ``auto`` finds no GPU. Loss scaling needs the family to step its
+    optimisers through ``Trainer.backward_step``. Validation, test metrics and the encoding that is
+    scored run in fp32 either way."""
+    compile: bool = False
+    """``torch.compile`` each module's forward for training; evaluation runs eager, so the scored
+    codes are the saved model's. Checkpoints and saved weights keep the plain state-dict keys."""
     metrics: list[str] = Field(default_factory=lambda: ["mig", "dci"])
     metric_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per metric keyword options, e.g. ``{factor_vae: {num_train: 2000, num_eval: 1000}}``."""
@@ -77,6 +87,15 @@ class TrainConfig(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError(f"metrics listed twice: {names}")
         return names
+
+    @model_validator(mode="after")
+    def _fp16_needs_cuda(self) -> TrainConfig:
+        # fp16 trains with loss scaling, which this loop does on CUDA only; bf16 needs none.
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError(
+                "precision: fp16 needs a CUDA device (loss scaling); on the CPU use bf16"
+            )
+        return self
 
     @model_validator(mode="after")
     def _known_metric_options(self) -> TrainConfig:

@@ -71,9 +71,7 @@ class DecoderProbe(ProbeTrainer):
         logits = self.modules["decoder"](self.codes_of(rows))
         loss = losses.reconstruction_loss(logits, self.batch(rows), self.cfg.reconstruction)
         optimizer = self.optimizers["adam"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.backward_step(loss, optimizer)
         return {"loss": loss.item()}
 
     @torch.no_grad()

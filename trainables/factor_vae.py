@@ -65,7 +65,5 @@ class FactorVAE(GaussianVAE):
         discriminator = self.modules["discriminator"]
         loss = losses.discriminator_loss(discriminator(codes), discriminator(permuted))
         optimizer = self.optimizers["discriminator"]
-        optimizer.zero_grad(set_to_none=True)  # also drops the grads the VAE step left here
-        loss.backward()
-        optimizer.step()
+        self.backward_step(loss, optimizer)  # also drops the grads the VAE step left here
         return {**terms, "discriminator": loss.item()}

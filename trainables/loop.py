@@ -9,6 +9,9 @@ several optimisers or phases, declared as data). Everything every family does li
 - a checkpoint at every report holding every module, optimiser, scheduler, the phase, the position in
   the batch stream and the torch RNG state;
 - reports with an explicit step (the epoch in epoch mode, the optimiser step in step mode);
+- mixed precision (``precision``): each ``train_step`` runs under ``torch.autocast``; for fp16 on
+  CUDA a ``GradScaler`` scales the losses families pass to ``Trainer.backward_step`` (its state is
+  checkpointed); ``compile`` runs the modules' forwards through ``torch.compile`` while training;
 - a non-finite loss ends the trial with a recorded reason (``NonFiniteLoss``) instead of training on
   NaNs; the study runner records it and goes on with the other trials;
 - after training: the family's test metrics, the shared evaluation path (``_eval.evaluate``), the
@@ -17,6 +20,7 @@ several optimisers or phases, declared as data). Everything every family does li
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,6 +71,11 @@ class Trainer:
         self.modules = nn.ModuleDict(self.build_modules(cfg, in_channels)).to(self.device)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
+        # Loss scaling for fp16 on CUDA only; disabled, it passes losses and steps through untouched.
+        fp16_cuda = cfg.precision == "fp16" and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16_cuda)
+        self._scaled_steps = 0  # backward_step calls since the loop last updated the scale
+        self._in_backward_step = False
 
     # -- what a family implements -------------------------------------------------------------
     @classmethod
@@ -125,17 +134,37 @@ class Trainer:
             scheduler.step()
 
     # -- shared helpers -----------------------------------------------------------------------
+    def backward_step(self, loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> None:
+        """``zero_grad(set_to_none=True)``, ``loss.backward()`` and ``step()`` of ``optimizers``,
+        with fp16 loss scaling when ``self.scaler`` is enabled (a skipped step on inf/NaN
+        gradients, as GradScaler does); at fp32 and bf16 exactly those three calls."""
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        # Backward and the step outside autocast, as torch advises.
+        with torch.autocast(self.device.type, enabled=False):
+            self.scaler.scale(loss).backward()
+            self._in_backward_step = True
+            try:
+                for optimizer in optimizers:
+                    self.scaler.step(optimizer)
+            finally:
+                self._in_backward_step = False
+        self._scaled_steps += 1
+
     def batch(self, rows: np.ndarray) -> torch.Tensor:
         """The data path: index uint8 images on their device, then convert (no host copies)."""
         index = torch.as_tensor(rows, device=self.images.device)
         return self.images[index].float().div_(255.0)  # (B, C, 64, 64)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "modules": self.modules.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
         }
+        if self.scaler.is_enabled():  # the scale and its growth count: resume stays exact
+            state["scaler"] = self.scaler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.modules.load_state_dict(state["modules"])
@@ -143,6 +172,8 @@ class Trainer:
             optimizer.load_state_dict(state["optimizers"][key])
         for key, scheduler in self.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][key])
+        if self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
 
 
 @dataclass(frozen=True)
@@ -197,6 +228,45 @@ def _phase_at(phases: list[Phase], step: int) -> str:
     return [p for p in phases if p.start <= step][-1].name
 
 
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()  # no autocast at all: fp32 numbers as before
+    return torch.autocast(device_type=device.type, dtype=_AUTOCAST_DTYPES[precision])
+
+
+def _require_backward_step(trainer: Trainer) -> None:
+    """With loss scaling on, an optimiser stepped outside ``backward_step`` would apply gradients
+    of an unscaled backward as if scaled: refuse it at the first step instead."""
+
+    def check(optimizer, args, kwargs, key):
+        if not trainer._in_backward_step:
+            raise RuntimeError(
+                f"precision fp16: {type(trainer).__name__}.train_step steps optimiser {key!r} "
+                "itself; with loss scaling it must call self.backward_step(loss, optimizer)"
+            )
+
+    for key, optimizer in trainer.optimizers.items():
+        optimizer.register_step_pre_hook(lambda o, a, k, key=key: check(o, a, k, key))
+
+
+def _compile_forwards(modules: nn.Module) -> list[nn.Module]:
+    """``torch.compile`` each module's forward in place (containers: their members'). The modules,
+    their parameters and state-dict keys stay the same objects and names (no ``_orig_mod.``), so
+    optimisers, checkpoints and saved models do not see it. (``nn.Module.compile()`` left calls
+    eager in torch 2.13 here.)"""
+    compiled: list[nn.Module] = []
+    for module in modules.children():
+        if isinstance(module, (nn.ModuleDict, nn.ModuleList)):  # iterated by families, not called
+            compiled += _compile_forwards(module)
+        else:
+            module.forward = torch.compile(module.forward)
+            compiled.append(module)
+    return compiled
+
+
 def train(trainer: Trainer, data: dict[str, Any], ctx: TrialContext) -> int:
     """Run (or resume) training to the end of the schedule; returns the last report step."""
     cfg = trainer.cfg
@@ -212,6 +282,8 @@ def train(trainer: Trainer, data: dict[str, Any], ctx: TrialContext) -> int:
         trainer.load_state_dict(state["trainer"])
         _set_rng_state(state["rng"], trainer.device)
         step = int(state["step"])
+    if trainer.scaler.is_enabled():
+        _require_backward_step(trainer)
     sums: dict[str, float] = {}
     seen = 0
     while step < schedule.total_steps:
@@ -223,7 +295,11 @@ def train(trainer: Trainer, data: dict[str, Any], ctx: TrialContext) -> int:
             rows = order[position * chunk : (position + 1) * chunk]
             batches = np.array_split(rows, k) if k > 1 else [rows]
             phase = _phase_at(phases, step)
-            terms = trainer.train_step(batches, phase, step)
+            with _autocast(cfg.precision, trainer.device):
+                terms = trainer.train_step(batches, phase, step)
+            if trainer._scaled_steps:  # once per step, after every optimiser of the step
+                trainer.scaler.update()
+                trainer._scaled_steps = 0
             for key, value in terms.items():
                 if not math.isfinite(value):
                     raise NonFiniteLoss(
@@ -266,12 +342,24 @@ def fit(
     from ._saved import save_model
 
     device = resolve_device(cfg.device)
+    if cfg.precision == "fp16" and device.type != "cuda":  # e.g. ``auto`` on a node without GPU
+        raise ValueError(
+            f"precision: fp16 needs a CUDA device (loss scaling); device {cfg.device!r} is "
+            f"{device} here: use bf16"
+        )
     torch.manual_seed(cfg.seed)
     images = as_tensor(data["images"], device)  # uint8 stays uint8 on the device
     trainer = trainer_cls(cfg, images.shape[1], device)
     trainer.tracking_uri = getattr(ctx, "tracking_uri", None)  # where probes find their upstream
     trainer.setup(data, images)
-    last_step = train(trainer, data, ctx)
+    if cfg.compile:  # a reused Ray actor compiled other shapes: start from an empty cache
+        torch._dynamo.reset()
+    compiled = _compile_forwards(trainer.modules) if cfg.compile else []
+    try:
+        last_step = train(trainer, data, ctx)
+    finally:
+        for module in compiled:
+            del module.forward  # evaluation runs eager: the scored codes are the saved model's
     trainer.modules.eval()
     final: dict[str, float] = (
         {"epoch": float(cfg.epochs)} if cfg.steps is None else {"step": float(cfg.steps)}

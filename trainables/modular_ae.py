@@ -34,11 +34,15 @@ scored with DCI, MIG and SAP against the true factors (``converted_*``), plus th
 test codes classified right (``converted_accuracy``, also per factor).
 
 A run that never reaches ``full`` has its prior fitted at evaluation (relational learner untrained).
+
+Pictures (``draw_pictures``, beside the shared ones): ``relations.png``, the relational learner on
+encoded test images, decoded (``draw_relations``).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -54,15 +58,17 @@ from .loop import Phase, Trainer
 from .modular_parts import (
     MixturePrior,
     Relation,
-    apply_relation,
     fit_prior,
     relation_accuracy,
+    relation_outcomes,
+    relation_targets,
     relations_for,
 )
 from .nets import ConvDecoder, ConvEncoder, MLPDiscriminator
 
 VAL_ROWS = 2048
 CONVERTED_METRICS = ("dci", "mig", "sap")
+RELATION_EXAMPLES = 8  # rows of relations.png
 
 
 class ModularAEConfig(TrainConfig):
@@ -293,12 +299,7 @@ class ModularAE(Trainer):
     ) -> torch.Tensor:
         """Sources ``codes`` (N, K * P) of ``classes`` (N, K) under relations ``ids`` (N,): the same
         codes with the changed partition set to the prior mean of its target value."""
-        ids_np = ids.cpu().numpy()
-        targets = np.asarray(classes).copy()
-        for r, relation in enumerate(self.relations):
-            rows = ids_np == r
-            if rows.any():
-                targets[rows] = apply_relation(targets[rows], relation)
+        targets = relation_targets(classes, ids, self.relations)  # (N, K)
         k, p = len(self.factor_sizes), self.partition_size
         out = codes.detach().reshape(-1, k, p).clone()  # (N, K, P)
         factor = self._relation_factor[ids]  # (N,)
@@ -316,9 +317,7 @@ class ModularAE(Trainer):
         target = self.relational_targets(prior, sources, source_classes, ids)
         loss = F.mse_loss(self.modules["relational"](sources, ids), target)
         optimizer = self.optimizers["relational"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.backward_step(loss, optimizer)
         return loss.item()
 
     def train_step(self, batches: list[np.ndarray], phase: str, step: int) -> dict[str, float]:
@@ -346,18 +345,14 @@ class ModularAE(Trainer):
             loss = loss + cfg.supervised_weight * supervised
             terms["supervised"] = supervised.item()
         optimizer = self.optimizers["autoencoder"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.backward_step(loss, optimizer)
 
         real = self._prior_samples(len(z), full)
         discriminator = 0.5 * (
             _bce(self._discriminate(real), True) + _bce(self._discriminate(z.detach()), False)
         )
         optimizer = self.optimizers["discriminator"]
-        optimizer.zero_grad(set_to_none=True)  # also drops the generator's grads left here
-        discriminator.backward()
-        optimizer.step()
+        self.backward_step(discriminator, optimizer)  # also drops the generator's grads left here
         terms["discriminator"] = discriminator.item()
         total = loss.item()
 
@@ -477,6 +472,94 @@ class ModularAE(Trainer):
     def relate(self, codes: torch.Tensor, relation_ids: torch.Tensor) -> torch.Tensor:
         """The relational learner's output: codes (N, K * P) changed by relations (N,)."""
         return self.modules["relational"](codes, relation_ids)
+
+    # -- pictures -----------------------------------------------------------------------------
+    def draw_pictures(self, data: dict[str, Any], directory: Path) -> list[Path]:
+        """The family's own pictures, beside the shared ones (UMAP, reconstructions, traversals)."""
+        return [self.draw_relations(data, Path(directory) / "relations.png")]
+
+    def _picture_rows(self, data: dict[str, Any], n: int) -> np.ndarray:
+        """``n`` test rows drawn with the seed, each of another factor combination while there
+        are: the test split is in factor order, so its first rows would all look alike."""
+        order = np.random.default_rng(self.cfg.seed).permutation(np.asarray(data["test"]))
+        _, first = np.unique(np.asarray(data["factors"])[order], axis=0, return_index=True)
+        distinct = np.zeros(len(order), bool)
+        distinct[first] = True
+        return np.concatenate([order[distinct], order[~distinct]])[:n]
+
+    @torch.no_grad()
+    def draw_relations(
+        self, data: dict[str, Any], path: Path, *, n_examples: int = RELATION_EXAMPLES
+    ) -> Path:
+        """``relations.png``: row i is a test image (``n_examples`` of them, of distinct factor
+        values where the split allows), its reconstruction, then every relation's result on its
+        code, decoded. A result is framed in red when the prior converts it (most likely
+        component per partition) to other factor values than the image's true values moved by the
+        relation (``modular_parts.relation_outcomes``), in orange instead when it
+        is right for the source's own converted code (the encoder, not the relational learner,
+        got it wrong); a reconstruction is framed in red when the image's code converts to other
+        values than its true ones. Notes give the converted values of what is framed."""
+        from . import pictures
+
+        self.modules.eval()
+        if not self.prior_fitted:  # as in test_metrics: training ended within the warm-up
+            self.fit_prior()
+        prior = self.prior
+        rows = self._picture_rows(data, n_examples)
+        n, n_rel = len(rows), len(self.relations)
+        x = torch.as_tensor(data["images"][rows], device=self.device).float().div_(255.0)
+        z = self.encode(x)[0]  # (n, D)
+        ids = torch.arange(n_rel, device=self.device).repeat(n)  # (n * R,), source-major
+        out = self.relate(z.repeat_interleave(n_rel, 0), ids)  # (n * R, D)
+        classes = np.asarray(data["factors"])[rows]  # (n, K)
+        coded, _ = prior.classify(z, -math.inf)  # (n, K): the sources' converted codes
+        grid = out.reshape(n, n_rel, -1)  # (n, R, D)
+        truth = relation_outcomes(prior, classes, grid, self.relations)
+        # the same results judged against the source's code: right there but wrong against the
+        # truth means the relational learner did its part on a code the encoder misplaced
+        by_code = relation_outcomes(prior, coded, grid, self.relations)
+        decoded = self.decode(torch.cat([z, out])).cpu().numpy()  # (n + n * R, C, H, W)
+        sources = np.stack([x.cpu().numpy(), decoded[:n]], 1)  # (n, 2, C, H, W)
+        results = decoded[n:].reshape(n, n_rel, *decoded.shape[1:])  # (n, R, C, H, W)
+
+        def values(v: np.ndarray) -> str:
+            return " ".join(str(int(c)) for c in v)
+
+        source_wrong = (coded != classes).any(1)  # (n,)
+        red = ~truth.correct & ~by_code.correct  # (n, R)
+        orange = ~truth.correct & by_code.correct
+        blank = np.zeros((n, 1), bool)
+        notes = [
+            ["", f"coded {values(coded[i])}" if source_wrong[i] else ""]
+            + [
+                "" if truth.correct[i, r] else f"got {values(truth.predicted[i, r])}"
+                for r in range(n_rel)
+            ]
+            for i in range(n)
+        ]
+        names = self.factor_names
+        title = (
+            f"{self.name}: the relations applied to the codes of {n} test images, decoded\n"
+            f"red: {int(red.sum())} of {n * n_rel} results land on unexpected factor values; "
+            f"orange: {int(orange.sum())} more, right for a misplaced source code\n"
+            f"(red reconstruction: {int(source_wrong.sum())} of {n}); 'got' / 'coded': the "
+            f"converted values of {', '.join(names)}"
+        )
+        return pictures.relation_results(
+            sources,
+            results,
+            path,
+            source_labels=["input", "reconstruction"],
+            relation_labels=[f"{names[r.factor]} {r.step:+d}" for r in self.relations],
+            row_labels=[
+                "\n".join(f"{name} {int(c)}" for name, c in zip(names, classes[i], strict=True))
+                for i in range(n)
+            ],
+            wrong=np.concatenate([blank, source_wrong[:, None], red], 1),
+            inherited=np.concatenate([blank, blank, orange], 1),
+            notes=notes,
+            title=title,
+        )
 
     def saved_info(self) -> dict[str, Any]:
         return {

@@ -15,7 +15,9 @@ code, with no training loop:
 - the **relation accuracy** of Table 1: sample a code from the prior, apply a random relation with
   the relational learner, classify every partition by its most likely component with a likelihood
   threshold (accepted ratio, and accuracy over the accepted outputs, as the predecessor paper's
-  code reported them).
+  code reported them);
+- the **relation outcomes** of a grid of sources x relations (``relation_outcomes``): expected and
+  converted factor values of every result, and which are right (what ``relations.png`` marks).
 
 Classes are numpy integer arrays (N, K), as the dataset views give them; codes are torch tensors
 (N, K * P). Importable without Ray or MLflow.
@@ -331,6 +333,25 @@ def chance_accuracy(factor_sizes: Sequence[int]) -> float:
     return float(np.prod([1.0 / int(s) for s in factor_sizes]))
 
 
+def relation_targets(
+    source_classes: np.ndarray, relation_ids: np.ndarray | Tensor, relations: Sequence[Relation]
+) -> np.ndarray:
+    """The classes (N, K) relations ``relation_ids`` (N,) (indices into ``relations``) should
+    give from ``source_classes`` (N, K): row i is ``apply_relation`` of its relation."""
+    source_classes = np.asarray(source_classes)
+    ids = np.asarray(torch.as_tensor(relation_ids).cpu()).astype(np.int64)  # (N,)
+    if ids.shape != source_classes.shape[:1]:
+        raise ValueError(f"{source_classes.shape[0]} sources but relation ids {ids.shape}")
+    if ids.size and (ids.min() < 0 or ids.max() >= len(relations)):
+        raise ValueError(f"relation ids out of range [0, {len(relations)})")
+    targets = source_classes.copy()  # (N, K)
+    for r, relation in enumerate(relations):
+        rows = ids == r
+        if rows.any():
+            targets[rows] = apply_relation(source_classes[rows], relation)
+    return targets
+
+
 def score_relations(
     prior: MixturePrior,
     source_classes: np.ndarray,
@@ -356,11 +377,7 @@ def score_relations(
         raise ValueError(
             f"{n} sources, {ids.shape} relation ids and {tuple(outputs.shape)} outputs disagree"
         )
-    targets = source_classes.copy()  # (N, K)
-    for r, relation in enumerate(relations):
-        rows = ids == r
-        if rows.any():
-            targets[rows] = apply_relation(source_classes[rows], relation)
+    targets = relation_targets(source_classes, ids, relations)  # (N, K)
     predicted, accepted_parts = prior.classify(outputs, threshold)  # (N, K), (N, K)
     accepted = accepted_parts.all(1)  # (N,)
     correct = accepted & (predicted == targets).all(1)  # (N,)
@@ -406,3 +423,54 @@ def relation_accuracy(
     with torch.no_grad():
         outputs = relational_map(codes, ids.to(codes.device))
     return score_relations(prior, sources, ids, outputs, relations, threshold=threshold)
+
+
+# ---------------------------------------------------------------- one grid of relation results
+
+
+@dataclass(frozen=True)
+class RelationOutcomes:
+    """Every relation applied to every source: what it should give and what it gave.
+
+    ``targets`` (N, R, K): the source's classes moved by relation r (``apply_relation``).
+    ``predicted`` (N, R, K): the converted output code, i.e. the most likely prior component of
+    each of its partitions, with no threshold (as the family's ``converted_*`` test metrics
+    classify codes). ``correct`` (N, R): every partition's component is the target's.
+    """
+
+    targets: np.ndarray
+    predicted: np.ndarray
+    correct: np.ndarray
+
+
+def relation_outcomes(
+    prior: MixturePrior,
+    source_classes: np.ndarray,
+    outputs: Tensor,
+    relations: Sequence[Relation],
+) -> RelationOutcomes:
+    """Check a grid of relational-map outputs: ``outputs[i, r]`` (N, R, K * P) is the map applied to
+    source i (of classes ``source_classes[i]``, (N, K)) with relation ``relations[r]``.
+
+    A result is correct when the prior classifies every partition of it to the target's value:
+    the changed factor moved to its new value and the others kept the source's (the criterion of
+    ``score_relations``, without the acceptance threshold). Pure: what the relations picture
+    marks.
+    """
+    source_classes = np.asarray(source_classes)
+    n, n_relations = source_classes.shape[0], len(relations)
+    if source_classes.ndim != 2 or source_classes.shape[1] != prior.n_factors:
+        raise ValueError(
+            f"source classes must be (N, {prior.n_factors}); got {source_classes.shape}"
+        )
+    if tuple(outputs.shape) != (n, n_relations, prior.code_dim):
+        raise ValueError(
+            f"outputs must be (N, R, K * P) = ({n}, {n_relations}, {prior.code_dim}); "
+            f"got {tuple(outputs.shape)}"
+        )
+    ids = np.tile(np.arange(n_relations), n)  # (N * R,): row-major over (source, relation)
+    targets = relation_targets(np.repeat(source_classes, n_relations, 0), ids, relations)
+    predicted, _ = prior.classify(outputs.reshape(n * n_relations, -1), -math.inf)
+    shape = (n, n_relations, prior.n_factors)
+    targets, predicted = targets.reshape(shape), predicted.reshape(shape)
+    return RelationOutcomes(targets, predicted, (predicted == targets).all(-1))

@@ -143,9 +143,7 @@ class TaskHeads:
         (rows,) = batches
         loss = self.tasks.loss(self.predict(self.task_inputs(rows)), rows)
         optimizer = self.optimizers["adam"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.backward_step(loss, optimizer)
         return {"loss": loss.item()}
 
     def task_rmse(self, index: np.ndarray) -> np.ndarray:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 
 import numpy as np
 import pytest
 import torch
 
-from trainables import DatasetConfig, LocalContext
+from trainables import DatasetConfig, LocalContext, pictures
 from trainables.loop import fit
 from trainables.modular_ae import ModularAE, ModularAEConfig, metric_name
 from trainables.modular_parts import chance_accuracy
@@ -146,17 +147,23 @@ def test_relational_loss_falls(data, tmp_path):
     assert last < 0.7 * first, (first, last)
 
 
-def test_saved_model_has_the_prior_and_gives_the_scored_codes(data, straight):
-    ctx, _ = straight
+def _saved_trainer(ctx: LocalContext) -> tuple[ModularAE, dict]:
     model_dir = ctx.artifact_dir / "model"
     info = json.loads((model_dir / "config.json").read_text())
-    assert info["family"] == "modular_ae" and info["relations"] == RELATIONS
     cfg = ModularAEConfig(**info["config"])
     trainer = ModularAE.from_saved(cfg, info, torch.device("cpu"))
     weights = torch.load(model_dir / "weights.pt", weights_only=True)
     for name, module in trainer.modules.items():
         module.load_state_dict(weights[name])
     trainer.modules.eval()
+    return trainer, info
+
+
+def test_saved_model_has_the_prior_and_gives_the_scored_codes(data, straight):
+    ctx, _ = straight
+    trainer, info = _saved_trainer(ctx)
+    cfg = trainer.cfg
+    assert info["family"] == "modular_ae" and info["relations"] == RELATIONS
     assert trainer.prior_fitted and trainer.prior.factor_sizes == (3, 3, 3)
     saved = np.load(ctx.artifact_dir / "codes.npz")
     sample = np.random.default_rng(cfg.seed).integers(0, len(data["factors"]), 150)
@@ -165,6 +172,35 @@ def test_saved_model_has_the_prior_and_gives_the_scored_codes(data, straight):
     expected = np.concatenate([saved["codes"], saved["codes_test"]])
     np.testing.assert_allclose(codes.double().numpy(), expected, rtol=0, atol=1e-6)
     assert trainer.relate(codes, torch.zeros(150).long()).shape == codes.shape == (150, 6)
+
+
+def _png_size(path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", "not a PNG"
+    return struct.unpack(">II", head[16:24])  # width, height
+
+
+def test_relations_picture_is_a_png_of_examples_by_relations(data, straight, tmp_path):
+    ctx, _ = straight
+    trainer, _ = _saved_trainer(ctx)
+    paths = trainer.draw_pictures(data, tmp_path)
+    assert paths == [tmp_path / "relations.png"] and paths[0].is_file()
+    width, height = _png_size(paths[0])
+    # 8 test images x (input, reconstruction, 6 relations), laid out as pictures.relation_results
+    rows, cols = 8, 2 + len(RELATIONS)
+    width_in = (
+        pictures.RELATION_LABEL_IN
+        + cols * (pictures.RELATION_CELL_IN + pictures.RELATION_GAP_IN)
+        + pictures.RELATION_GROUP_GAP_IN
+        + pictures.RELATION_PAD_IN
+    )
+    height_in = (
+        pictures.RELATION_HEADER_IN
+        + rows * (pictures.RELATION_CELL_IN + pictures.RELATION_NOTE_IN)
+        + pictures.RELATION_PAD_IN
+    )
+    assert width / height == pytest.approx(width_in / height_in, rel=0.01)
+    assert width > 500 and height > 500
 
 
 def test_config_errors(data, tmp_path):

@@ -14,6 +14,8 @@ from trainables.modular_parts import (
     chance_accuracy,
     fit_prior,
     relation_accuracy,
+    relation_outcomes,
+    relation_targets,
     relations_for,
     score_relations,
 )
@@ -355,3 +357,81 @@ def test_relation_accuracy_is_reproducible_with_the_generator():
         )
     assert repr(runs[0]) == repr(runs[1])  # repr: NaN != NaN
     assert 0 < runs[0].accepted < 1
+
+
+# ---------------------------------------------------------------- one grid of relation results
+
+
+def _grid_outputs(prior, relational_map, codes, n_relations):
+    """outputs[i, r] = the map applied to code i with relation r: (N, R, K * P)."""
+    ids = torch.arange(n_relations).repeat(len(codes))  # source-major, as the grid
+    out = relational_map(codes.repeat_interleave(n_relations, 0), ids)
+    return out.reshape(len(codes), n_relations, -1)
+
+
+def test_relation_targets_apply_each_rows_relation():
+    relations = relations_for(NAMES, SIZES, KINDS)
+    sources = np.array([[2, 2, 0], [2, 2, 0], [0, 1, 3]])
+    targets = relation_targets(sources, np.array([0, 3, 4]), relations)
+    np.testing.assert_array_equal(targets, [[0, 2, 0], [2, 1, 0], [0, 1, 3]])
+    with pytest.raises(ValueError, match="out of range"):
+        relation_targets(sources, np.array([0, 1, 6]), relations)
+
+
+def test_relation_outcomes_of_an_exact_map_are_all_correct():
+    prior, relations = _hand_prior(), relations_for(NAMES, SIZES, KINDS)
+    sources = _all_classes()  # every border of every relation included
+    codes = prior.sample(sources, torch.Generator().manual_seed(8))
+    outputs = _grid_outputs(prior, _exact_map(prior, relations), codes, len(relations))
+    outcome = relation_outcomes(prior, sources, outputs, relations)
+    assert outcome.correct.shape == (36, 6) and outcome.correct.all()
+    np.testing.assert_array_equal(outcome.predicted, outcome.targets)
+    np.testing.assert_array_equal(
+        outcome.targets[:, 1], relation_targets(sources, [1] * 36, relations)
+    )
+    # row 0 is (0, 0, 0): shape wraps, posX and scale saturate at -1
+    np.testing.assert_array_equal(
+        outcome.targets[0], [[1, 0, 0], [2, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 1], [0, 0, 0]]
+    )
+
+
+def test_relation_outcomes_mark_what_a_broken_map_gets_wrong():
+    prior, relations = _hand_prior(), relations_for(NAMES, SIZES, KINDS)
+    by_name = {r.name: i for i, r in enumerate(relations)}
+    sources = np.array([[0, 1, 1], [1, 2, 3], [2, 0, 2]])
+    codes = prior.sample(sources, torch.Generator().manual_seed(9))
+    exact = _exact_map(prior, relations)
+
+    def broken(codes, ids):
+        """Exact, except: shape+1 does nothing, and posX-1 also moves scale to value 0."""
+        out = exact(codes, ids)
+        shape_plus = ids == by_name["shape+1"]
+        out[shape_plus] = codes[shape_plus]
+        pos_minus = ids == by_name["posX-1"]
+        out[pos_minus, 2 * P : 3 * P] = prior.means[2, 0]
+        return out
+
+    outcome = relation_outcomes(
+        prior, sources, _grid_outputs(prior, broken, codes, len(relations)), relations
+    )
+    expected = np.ones((3, 6), bool)
+    expected[:, by_name["shape+1"]] = False
+    expected[:, by_name["posX-1"]] = False  # no source has scale 0 (row 2: posX saturates)
+    np.testing.assert_array_equal(outcome.correct, expected)
+    # the converted code is the source's for the no-op, and scale 0 for the spilled move
+    np.testing.assert_array_equal(outcome.predicted[:, by_name["shape+1"]], sources)
+    np.testing.assert_array_equal(outcome.predicted[1, by_name["posX-1"]], [1, 1, 0])
+    # a scrambled map is wrong nearly everywhere
+    generator = torch.Generator().manual_seed(3)
+    random_codes = prior.sample(prior.sample_classes(18, generator), generator)
+    noise = relation_outcomes(prior, sources, random_codes.reshape(3, 6, -1), relations)
+    assert noise.correct.mean() < 0.5
+
+
+def test_relation_outcomes_check_shapes():
+    prior, relations = _hand_prior(), relations_for(NAMES, SIZES, KINDS)
+    sources = np.zeros((2, 3), np.int64)
+    with pytest.raises(ValueError, match="outputs must be"):
+        relation_outcomes(prior, sources, torch.zeros(2, 5, 9, dtype=torch.float64), relations)
+    with pytest.raises(ValueError, match="source classes"):
+        relation_outcomes(prior, sources[:, :2], torch.zeros(2, 6, 9), relations)

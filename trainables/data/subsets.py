@@ -20,18 +20,41 @@ from .base import DataError, FactorSubset, GroundTruthData, parse_index_spec
 
 _THIRDS = [list(range(0, 5)), list(range(13, 18)), list(range(27, 32))]
 
+# Valenti & Bacciu's weak-disentanglement view: 3 shapes x 3 x-bins x 3 y-bins = 27 classes; scale
+# and a few orientations near 0 vary as nuisance.
+_DSPRITES_V2 = {
+    "scale": {"values": [2, 3, 4], "role": "nuisance"},
+    "orientation": {"values": [0, 1, 2, 37, 38, 39], "role": "nuisance"},
+    "posX": {"bins": _THIRDS},
+    "posY": {"bins": _THIRDS},
+}
+# The modular paper's versions (its Tables 1-2). It gives the factor-combination counts, not the
+# splits; these match the counts: v3 adds 5 scales (135), v4 8 orientation bins of 5 (1,080).
+_DSPRITES_V3 = {**_DSPRITES_V2, "scale": "1:6"}
+_DSPRITES_V4 = {**_DSPRITES_V3, "orientation": {"bins": 8}}
+# Shapes3D: v2 = object hue x shape (40) with scale and 5 mid orientations as nuisance and the
+# floor and wall hues fixed; v3 adds scale in 3 bins (120); v5 frees floor and wall hue (12,000).
+_SHAPES3D_V2 = {
+    "floor_hue": 0,
+    "wall_hue": 0,
+    "scale": {"role": "nuisance"},
+    "orientation": {"values": "5:10", "role": "nuisance"},
+}
+_SHAPES3D_V3 = {**_SHAPES3D_V2, "scale": {"bins": 3}}
+_SHAPES3D_V5 = {k: v for k, v in _SHAPES3D_V3.items() if k not in ("floor_hue", "wall_hue")}
+
 NAMED_SUBSETS: dict[str, dict[str, dict[str, Any]]] = {
     "dsprites": {
-        # Valenti & Bacciu's weak-disentanglement view: 3 shapes x 3 x-bins x 3 y-bins = 27 classes.
-        "weak_disentanglement": {
-            "scale": {"values": [2, 3, 4], "role": "nuisance"},
-            "orientation": {"values": [0, 1, 2, 37, 38, 39], "role": "nuisance"},
-            "posX": {"bins": _THIRDS},
-            "posY": {"bins": _THIRDS},
-        },
+        "weak_disentanglement": _DSPRITES_V2,
+        "v2": _DSPRITES_V2,
+        "v3": _DSPRITES_V3,
+        "v4": _DSPRITES_V4,
         "quickstart": {"orientation": 0, "posX": "0:32:2", "posY": "0:32:2"},
     },
     "shapes3d": {
+        "v2": _SHAPES3D_V2,
+        "v3": _SHAPES3D_V3,
+        "v5": _SHAPES3D_V5,
         "small": {
             "floor_hue": "0:10:3",
             "wall_hue": "0:10:3",
