@@ -91,6 +91,7 @@ class RayContext:
         params: dict[str, Any],
         dataset: dict[str, Any] | None = None,
         point: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
     ):
         context = tune.get_context()
         self._workdir = Path(tempfile.mkdtemp(prefix="trial-"))
@@ -105,6 +106,7 @@ class RayContext:
         )
         if point:
             record["point"] = point
+        record["tags"].update(tags or {})
         self.journal.append(record)
         self.sender.flush()
 
@@ -195,7 +197,13 @@ def _ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo)
         dataset = {**launch.tracking.dataset, **data_params(params)}
     cfg = family.Config(**family_params(params))
     point = {name: params[name] for name in launch.sampled}
-    ctx = RayContext(launch, cfg.model_dump(mode="json"), dataset, point)
+    flags = getattr(data.get("images"), "flags", None)
+    where = {
+        "ray_node": ray.get_runtime_context().get_node_id(),
+        # read-only: mapped from this node's object store, not a private copy of the data
+        "data_mapped": str(flags is not None and not flags.writeable).lower(),
+    }
+    ctx = RayContext(launch, cfg.model_dump(mode="json"), dataset, point, where)
     try:
         final = family.fit(cfg, data, ctx)
     except NonFiniteLoss as err:
@@ -293,8 +301,8 @@ def _search_setup(spec: StudySpec, extend_from: list[StoragePath]) -> SearchSetu
         os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     else:
         os.environ.pop("TUNE_DISABLE_STRICT_METRIC_CHECKING", None)
+    offset = sum(_launch_points(folder) for folder in extend_from)  # points drawn before
     if search.algorithm == "grid":
-        offset = sum(_launch_points(folder) for folder in extend_from)
         return SearchSetup(space.to_param_space(spec, offset), scheduler=scheduler)
 
     import optuna
@@ -308,8 +316,9 @@ def _search_setup(spec: StudySpec, extend_from: list[StoragePath]) -> SearchSetu
     searcher = OptunaSearch(
         metric=search.metric,
         mode=search.mode,
+        # An extension's sampler must not replay the random start of the launches before it.
         sampler=optuna.samplers.TPESampler(
-            seed=search.seed, n_startup_trials=search.startup_points
+            seed=search.seed + offset, n_startup_trials=search.startup_points
         ),
         study_name=spec.name,
         storage=optuna.storages.RDBStorage(search.storage) if search.storage else None,
