@@ -32,10 +32,13 @@ from .results import (
 )
 
 # The metrics a study's question is usually about, first: they lead the answer and pick the pictures.
-PRIMARY = ("rmse", "reconstruction_mse", "relation_accuracy", "mig", "dci_disentanglement")
+PRIMARY = (
+    "rmse", "reconstruction_mse", "relation_accuracy", "relation_accepted", "relation_chance",
+    "converted_dci_disentanglement", "converted_mig", "converted_sap", "mig", "dci_disentanglement",
+)  # fmt: skip
 MAX_CURVE_RUNS = 60  # learning curves: enough lines to see the spread, few enough to read
 CURVE_KEYS = ("val/rmse", "val/reconstruction_mse", "val/loss", "train/loss")
-PICTURES = ("traversals.png", "reconstructions.png", "umap.png", "dci_importance.png")
+PICTURES = ("relations.png", "traversals.png", "reconstructions.png", "umap.png", "dci_importance.png")
 
 
 def write_report(

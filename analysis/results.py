@@ -255,6 +255,8 @@ def main_metrics(runs: pd.DataFrame) -> list[str]:
         m
         for m in final_metric_columns(runs)
         if not re.search(r"_task_\d+$", m)
+        # modular_ae's per-relation and per-factor breakdowns and its acceptance threshold
+        and not re.search(r"_(plus|minus)1$|^converted_accuracy_|^relation_threshold$", m)
         and not m.endswith(SAMPLED)  # the sampled representation's scores: in summary.csv
         and not m.endswith(("_train", "_test"))
     ]

@@ -364,3 +364,25 @@ def test_a_study_on_a_three_node_cluster_spreads_trials_and_maps_data_per_node(
     assert len(trial_folders(launch.fs, launch.path)) == 2
     for folder in trial_folders(launch.fs, launch.path):
         assert Journal(launch.fs, folder).records()[-1]["op"] == "end"
+
+
+def test_an_optuna_study_with_storage_is_kept_there(tmp_path):
+    import optuna
+
+    from study.launch import _search_setup
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    spec = parse_spec(
+        _tiny(
+            sweep={"lr": {"loguniform": [1e-4, 1e-2]}, "seed": [0, 1]},
+            search={"algorithm": "optuna", "metric": "rmse", "num_samples": 3, "storage": url},
+        )
+    )
+    setup = _search_setup(spec, [])
+    assert setup.num_samples == 3 * 2 and setup.grid == ({"seed": 0}, {"seed": 1})
+    # Tune hands the searcher its space at the start; the Optuna study then lives in the storage
+    setup.algorithm.set_search_properties(None, None, setup.param_space)
+    suggested = setup.algorithm.suggest("trial_1")
+    assert 1e-4 <= suggested["params"]["lr"] <= 1e-2 and suggested["__trial_index__"] == 0
+    stored = optuna.load_study(study_name="search_case", storage=url)
+    assert stored.direction == optuna.study.StudyDirection.MINIMIZE and len(stored.trials) == 1

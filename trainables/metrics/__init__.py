@@ -337,6 +337,13 @@ def higher_is_better(output: str) -> bool | None:
         return None  # counts, and DCI-ES's size ratio (a property, not a score)
     if output.startswith(("rmse", "reconstruction_mse", "reconstruction_sse", "reconstruction_loss")):
         return False
+    # modular_ae's relation scores (chance and threshold are references, not scores)
+    if output.startswith(("relation_accuracy", "relation_accepted", "converted_accuracy")):
+        return True
+    if output == "prior_self_accuracy":
+        return True
+    if output.startswith("converted_"):  # a metric on codes converted to factor values
+        output = output.removeprefix("converted_")
     for spec in METRICS.values():
         if output in spec.outputs:
             return spec.higher_is_better
