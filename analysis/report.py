@@ -87,8 +87,12 @@ def grouping(runs: pd.DataFrame, designs: dict[str, Design]) -> list[str]:
     """What the tables group by: the study (when several), then the swept params that are not the
     seed (from the launches' specs; guessed from the runs only where no spec was found). A probe's
     upstream run id is replaced by what tells its upstreams apart (``varying_params``)."""
-    declared = [f for d in designs.values() for f in d.factors]
     guessed = varying_params(runs)
+    declared = []
+    for factor in (f for d in designs.values() for f in d.factors):
+        # an axis of mappings (e.g. dataset.subset) is logged flattened: group by its parts
+        parts = [g for g in guessed if g.startswith(f"{factor}.")]
+        declared += parts if parts and f"params.{factor}" not in runs else [factor]
     by = [f for f in dict.fromkeys(declared) if f in guessed or f"params.{f}" in runs]
     if "upstream" in by or not declared:
         by = [b for b in by if b != "upstream"] + [g for g in guessed if g not in by]

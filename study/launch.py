@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -68,6 +69,7 @@ class LaunchInfo:
 
 
 TRIAL_INDEX = "__trial_index__"  # ray.tune.search.repeater.TRIAL_INDEX
+PROGRESS = "progress"  # Tune only: each report's explicit step (epoch, or optimiser step)
 
 
 def _trial_storage() -> tuple[pafs.FileSystem, str]:
@@ -119,7 +121,7 @@ class RayContext:
         self.sender.flush()  # fails fast while the server is away: the journal keeps it
         if state is not None:
             self._checkpoint(state, step)
-        tune.report(metrics)
+        tune.report({**metrics, PROGRESS: step})
 
     def _checkpoint(self, state: dict[str, Any], step: int) -> None:
         """Write ``checkpoint_<step>/state.pt`` in the trial folder; keep the newest ``_KEEP``.
@@ -290,10 +292,13 @@ def _search_setup(spec: StudySpec, extend_from: list[StoragePath]) -> SearchSetu
         from ray.tune.schedulers import ASHAScheduler
 
         asha = search.scheduler
+        # Time is the trials' own progress (epochs, or optimiser steps), which a resumed trial
+        # continues from its checkpoint (Tune's iteration count restarts at 0). A trial that
+        # reaches max_t finishes: only rungs below it stop trials.
         scheduler = ASHAScheduler(
-            time_attr="training_iteration", metric=asha.metric, mode=asha.mode,
+            time_attr=PROGRESS, metric=asha.metric, mode=asha.mode,
             grace_period=asha.grace_period, reduction_factor=asha.reduction_factor,
-            max_t=asha.max_t or _reports_per_trial(spec),
+            max_t=asha.max_t or _trial_length(spec), stop_last_trials=False,
         )  # fmt: skip
     # The final metric is in the last report only, ASHA's in every report but the last: Tune's
     # check that every report holds both would fail every trial. The trial checks the final one.
@@ -327,22 +332,21 @@ def _search_setup(spec: StudySpec, extend_from: list[StoragePath]) -> SearchSetu
     )
     grid = tuple(space.grid_combinations(spec.grid_axes))
     # Each point runs once per grid combination (seeds): Optuna sees the mean of the repeats.
-    algorithm = Repeater(searcher, repeat=len(grid), set_index=True) if len(grid) > 1 else searcher
+    # Always wrapped, even for one combination: the bare searcher reads search.metric from every
+    # report, and only the final one holds it.
+    algorithm = Repeater(searcher, repeat=len(grid), set_index=True)
     return SearchSetup(
         {"params": {**spec.base_params, **domains}}, algorithm, scheduler,
         spec.n_points * len(grid), grid, by_index, search.metric,
     )  # fmt: skip
 
 
-def _reports_per_trial(spec: StudySpec) -> int:
-    """Reports of a full trial (the longest config's), the final one included."""
-    counts = []
-    for cfg in spec.family_configs():
-        if getattr(cfg, "steps", None) is not None:
-            counts.append(-(-cfg.steps // cfg.report_every))
-        else:
-            counts.append(int(getattr(cfg, "epochs", 1)))
-    return max(counts) + 1
+def _trial_length(spec: StudySpec) -> int:
+    """A full trial's progress (the longest config's): epochs, or optimiser steps."""
+    return max(
+        int(cfg.steps if getattr(cfg, "steps", None) is not None else getattr(cfg, "epochs", 1))
+        for cfg in spec.family_configs()
+    )
 
 
 def _launch_points(folder: StoragePath) -> int:
@@ -371,16 +375,28 @@ def _measured_points(
     points, rewards = [], []
     for key, values in measured.items():
         point = json.loads(key)
-        if set(point) != {a.name for a in spec.sampled_axes}:
-            continue  # an earlier launch searched other axes
-        try:
-            for name, choices in by_index.items():
-                point[name] = choices.index(point[name])
-        except ValueError:
-            continue  # a category no longer offered
+        reward = sum(values) / len(values)
+        if not math.isfinite(reward) or not _inside(point, spec.sampled_axes):
+            continue  # Optuna refuses NaN, and points outside today's space
+        for name, choices in by_index.items():
+            point[name] = choices.index(point[name])
         points.append({f"params/{name}": value for name, value in point.items()})
-        rewards.append(sum(values) / len(values))
+        rewards.append(reward)
     return points, rewards
+
+
+def _inside(point: dict[str, Any], axes: list[space.Axis]) -> bool:
+    """Whether a measured point lies in the space the sampled axes span today."""
+    if set(point) != {a.name for a in axes}:
+        return False
+    for axis in axes:
+        value = point[axis.name]
+        if axis.categorical:
+            if value not in axis.values:
+                return False
+        elif not isinstance(value, int | float) or not axis.low <= value <= axis.high:
+            return False
+    return True
 
 
 def _init_ray(address: str | None, num_cpus: int | None) -> None:
@@ -627,7 +643,8 @@ def _check_extension(
             f"--extend: {key} differs from the study's last launch ({earlier[-1].name}); "
             "an extension searches the same space (only search.num_samples may change)"
         )
-    return earlier
+    record = read_launch(earlier[-1])
+    return [storage / name for name in record.get("extends", [])] + [earlier[-1]]
 
 
 def _run_locked(
@@ -637,6 +654,7 @@ def _run_locked(
     _init_ray(address, num_cpus)
     check_resources(spec)
 
+    search = _search_setup(spec, extend_from)  # before MLflow is written: it can fail
     experiment_path = previous or storage / f"{spec.name}_{time.strftime(LAUNCH_STAMP)}"
     # The lock is ours: any launch of this study still RUNNING under this storage lost its driver.
     tracking.close_stale_launches(
@@ -676,7 +694,6 @@ def _run_locked(
         dataset=json.loads(spec.dataset.model_dump_json()),
         upstreams=sources.provenance_tags(spec) if spec.source is not None else {},
     )
-    search = _search_setup(spec, extend_from)
     launch = LaunchInfo(
         spec.family, max(1, int(spec.resources.cpu)), info, search.grid, search.by_index,
         search.metric, tuple(a.name for a in spec.sampled_axes),
@@ -726,7 +743,8 @@ def _run_locked(
             ended = launch_summary(experiment_path.fs, experiment_path.path)
             n_finished = ended.get("FINISHED", 0)
             n_stopped = ended.get("STOPPED", 0)
-            if n_finished + ended.get("FAILED", 0) + n_stopped + n_errors < n_trials:
+            # A trial that errored is journaled FAILED by _CloseRuns: counted once, there.
+            if n_finished + ended.get("FAILED", 0) + n_stopped < n_trials:
                 interrupted = interrupted or signals.received or "SIGINT"
             n_diverged = sum(1 for r in (results or []) if r.metrics and r.metrics.get("diverged"))
             n_misconfigured = sum(

@@ -27,7 +27,7 @@ from trainables import FAMILIES, DatasetConfig
 from trainables import data as datasets
 from trainables._eval import sampling_metrics_refusal
 from trainables.data import DataError
-from trainables.metrics import METRICS
+from trainables.metrics import METRICS, SAMPLED
 
 from . import space
 from .errors import SpecError
@@ -136,7 +136,7 @@ class Search(BaseModel):
     """Default: the metric registry's direction."""
     num_samples: int = Field(default=1, ge=1)
     """Points of the sampled axes (each run once per grid combination)."""
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**31)
     """Seeds the grid draws and Optuna's sampler."""
     startup_points: int = Field(default=10, ge=1)
     """Optuna: random points before TPE models the results (Optuna's ``n_startup_trials``)."""
@@ -146,20 +146,44 @@ class Search(BaseModel):
 
     @model_validator(mode="after")
     def _coherent(self) -> Search:
+        if self.metric is not None and "/" in self.metric:
+            raise ValueError(
+                f"search.metric {self.metric!r} is reported during training; the search ranks "
+                "trials by a final metric (e.g. rmse, mig); ASHA takes per-report ones"
+            )
+        if self.metric is not None and self.mode is None:
+            from trainables.metrics import higher_is_better
+
+            direction = higher_is_better(self.metric)
+            if direction is not None:
+                self.mode = "max" if direction else "min"
         if self.algorithm == "optuna":
             if self.metric is None:
                 raise ValueError("algorithm: optuna needs search.metric (e.g. mig)")
             if self.mode is None:
-                from trainables.metrics import higher_is_better
-
-                direction = higher_is_better(self.metric)
-                if direction is None:
-                    raise ValueError(
-                        f"search.mode: set min or max (no known direction for {self.metric!r})"
-                    )
-                self.mode = "max" if direction else "min"
+                raise ValueError(
+                    f"search.mode: set min or max (no known direction for {self.metric!r})"
+                )
+            if "num_samples" not in self.model_fields_set:
+                raise ValueError("algorithm: optuna needs search.num_samples (points to try)")
         elif self.storage is not None:
             raise ValueError("search.storage keeps an Optuna study: set algorithm: optuna")
+        if self.storage is not None:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                make_url(self.storage)
+            except ArgumentError:
+                raise ValueError(
+                    f"search.storage {self.storage!r} is not a database URL "
+                    "(e.g. sqlite:///optuna.db)"
+                ) from None
+        if self.scheduler is not None and "/" not in self.scheduler.metric:
+            raise ValueError(
+                f"search.scheduler.metric {self.scheduler.metric!r}: ASHA compares a metric "
+                "every report holds, e.g. val/loss or val/rmse"
+            )
         return self
 
 
@@ -227,13 +251,22 @@ class StudySpec(BaseModel):
         search = self.search
         if search.algorithm == "optuna" and not sampled:
             raise ValueError(
-                "search.algorithm: optuna needs a sampled axis (e.g. lr: {loguniform: [1e-4, 1e-2]})"
+                "search.algorithm: optuna needs a sampled axis "
+                "(e.g. lr: {loguniform: [1.0e-4, 1.0e-2]})"
             )
         if search.algorithm == "grid" and sampled and "num_samples" not in search.model_fields_set:
             raise ValueError(
                 f"sweep.{sampled[0]} is sampled: set search.num_samples (points to draw), or "
                 "search.algorithm: optuna"
             )
+        categorical = [a for a in self.axis_list if a.sampled and a.categorical]
+        if search.algorithm == "grid" and sampled and len(categorical) == len(sampled):
+            combos = math.prod(len(a.values) for a in categorical)
+            if search.num_samples > combos:
+                raise ValueError(
+                    f"search.num_samples {search.num_samples} draws (with replacement) from "
+                    f"{combos} choice combinations: list the values as grid axes instead"
+                )
         if search.num_samples > 1 and not sampled:
             raise ValueError(
                 "search.num_samples draws points of sampled axes; every axis is a grid "
@@ -391,6 +424,15 @@ def _check_family_params(spec: StudySpec, source: str) -> None:
                 config(**{**spec.base_params, axis.name: value})
             except ValidationError as err:
                 raise SpecError(_format_error(source, err, "sweep")) from None
+        if axis.kind in ("uniform", "loguniform"):  # draws are floats: bounds like 2, 8 pass
+            inside = axis.low + 0.371 * (axis.high - axis.low)
+            try:
+                config(**{**spec.base_params, axis.name: inside})
+            except ValidationError:
+                raise SpecError(
+                    f"{source}: sweep.{axis.name}: {axis.kind} draws floats (e.g. {inside:g}), "
+                    f"which {axis.name} does not take; use randint for integers"
+                ) from None
     _check_search(spec, source)
     try:
         configs = (
@@ -404,6 +446,13 @@ def _check_family_params(spec: StudySpec, source: str) -> None:
             raise SpecError(
                 f"{source}: device {device!r} needs a GPU but resources.gpu is 0; "
                 "set resources.gpu (e.g. 0.25) or device: auto"
+            )
+    _check_search_metric(spec, configs, source)
+    for cfg in configs:
+        if getattr(cfg, "precision", "fp32") == "fp16" and spec.resources.gpu == 0:
+            raise SpecError(
+                f"{source}: precision fp16 needs a GPU (loss scaling) but resources.gpu is 0; "
+                "use bf16 on the CPU"
             )
     # A metric the data view cannot feed is refused now, not after hours of training.
     metric_lists = {tuple(getattr(c, "metrics", ())) for c in configs}
@@ -434,6 +483,22 @@ def _check_data_axis(spec: StudySpec, key: str, source: str) -> None:
             raise SpecError(_format_error(source, err, "sweep." + key)) from None
         except DataError as err:
             raise SpecError(f"{source}: sweep.{key}: {err}") from None
+
+
+def _check_search_metric(spec: StudySpec, configs: list[Any], source: str) -> None:
+    """A search metric that a registered metric produces must be one the trials compute."""
+    metric = spec.search.metric
+    if metric is None:
+        return
+    name = metric.removesuffix(SAMPLED)
+    producers = [m for m, s in METRICS.items() if name in s.outputs]
+    for cfg in configs:
+        computed = set(getattr(cfg, "metrics", ()))
+        if producers and not computed & set(producers):
+            raise SpecError(
+                f"{source}: search.metric {metric!r} comes from metric {producers[0]!r}, which "
+                f"the trials do not compute (metrics: {sorted(computed)})"
+            )
 
 
 def _check_search(spec: StudySpec, source: str) -> None:

@@ -86,11 +86,8 @@ def study_status(
         counts["KILLED"] += counts.pop("RUNNING")
         counts["RUNNING"] = 0
     finished = [t for t in trials if t.status == "FINISHED" and t.metric is not None]
-    lower = (
-        spec.search.mode == "min"
-        if metric == spec.search.metric
-        else higher_is_better(metric) is False
-    )
+    own = metric == spec.search.metric and spec.search.mode is not None
+    lower = spec.search.mode == "min" if own else higher_is_better(metric) is False
     sign = -1.0 if lower else 1.0
     best = max(finished, key=lambda t: sign * t.metric) if finished else None
     started = time.mktime(time.strptime(experiment.name.rsplit("_", 1)[-1], LAUNCH_STAMP))

@@ -75,6 +75,7 @@ class Trainer:
         fp16_cuda = cfg.precision == "fp16" and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16_cuda)
         self._scaled_steps = 0  # backward_step calls since the loop last updated the scale
+        self._stepped: set[int] = set()  # optimisers stepped since then
         self._in_backward_step = False
 
     # -- what a family implements -------------------------------------------------------------
@@ -138,6 +139,12 @@ class Trainer:
         """``zero_grad(set_to_none=True)``, ``loss.backward()`` and ``step()`` of ``optimizers``,
         with fp16 loss scaling when ``self.scaler`` is enabled (a skipped step on inf/NaN
         gradients, as GradScaler does); at fp32 and bf16 exactly those three calls."""
+        # An optimiser stepped twice in one loop step (modular_ae's relational updates): the
+        # scaler must update in between, or GradScaler refuses the second step.
+        if self.scaler.is_enabled() and any(id(o) in self._stepped for o in optimizers):
+            self.scaler.update()
+            self._stepped.clear()
+        self._stepped.update(id(o) for o in optimizers)
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         # Backward and the step outside autocast, as torch advises.
@@ -300,6 +307,7 @@ def train(trainer: Trainer, data: dict[str, Any], ctx: TrialContext) -> int:
             if trainer._scaled_steps:  # once per step, after every optimiser of the step
                 trainer.scaler.update()
                 trainer._scaled_steps = 0
+                trainer._stepped.clear()
             for key, value in terms.items():
                 if not math.isfinite(value):
                     raise NonFiniteLoss(

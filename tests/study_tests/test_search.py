@@ -95,7 +95,7 @@ def test_every_axis_kind_parses_and_draws_within_its_bounds():
         ({"sweep": {"lr": {"uniform": [1e-4, 1e-2]}}}, "set search.num_samples"),
         ({"sweep": {"seed": {"choice": [0, 1]}}}, "seeds are crossed with every point"),
         (
-            {"search": {"algorithm": "optuna", "metric": "rmse", "mode": "min"}},
+            {"search": {"algorithm": "optuna", "metric": "rmse", "mode": "min", "num_samples": 2}},
             "needs a sampled axis",
         ),
         ({"search": {"num_samples": 4}}, "every axis is a grid"),
@@ -106,7 +106,7 @@ def test_every_axis_kind_parses_and_draws_within_its_bounds():
         (
             {
                 "sweep": {"lr": {"uniform": [1e-4, 1e-2]}},
-                "search": {"algorithm": "optuna", "metric": "val/loss"},
+                "search": {"algorithm": "optuna", "metric": "gaussian_total_correlation"},
             },
             "search.mode: set min or max",
         ),  # fmt: skip
@@ -115,6 +115,45 @@ def test_every_axis_kind_parses_and_draws_within_its_bounds():
         ({"sweep": {"dataset.subset": ["v9"]}}, "unknown named subset 'v9'"),
         ({"sweep": {"dataset.subset": [{"hue": 1}]}}, "unknown factor 'hue'"),
         ({"sweep": {"lr": {"uniform": [-1.0, 1e-2]}}, "search": {"num_samples": 2}}, "sweep.lr"),
+        # found in review: each of these passed and failed only after Ray started
+        (
+            {
+                "sweep": {"lr": {"uniform": [1e-4, 1e-2]}},
+                "search": {"algorithm": "optuna", "metric": "rmse"},
+            },
+            "needs search.num_samples",
+        ),  # fmt: skip
+        (
+            {"sweep": {"latent_dim": {"uniform": [2, 8]}}, "search": {"num_samples": 2}},
+            "use randint",
+        ),
+        (
+            {"sweep": {"latent_dim": {"choice": [4, 8]}}, "search": {"num_samples": 3}},
+            "with replacement",
+        ),
+        ({"search": {"metric": "val/rmse"}}, "reported during training"),
+        ({"search": {"seed": -1}}, "search.seed"),
+        (
+            {
+                "sweep": {"lr": {"uniform": [1e-4, 1e-2]}},
+                "search": {"num_samples": 2, "scheduler": {"metric": "rmse", "mode": "min"}},
+            },
+            "ASHA compares a metric every report holds",
+        ),  # fmt: skip
+        (
+            {
+                "sweep": {"lr": {"uniform": [1e-4, 1e-2]}},
+                "search": {
+                    "algorithm": "optuna",
+                    "metric": "rmse",
+                    "num_samples": 2,
+                    "storage": "not a url",
+                },
+            },
+            "not a database URL",
+        ),  # fmt: skip
+        ({"search": {"metric": "dci_disentanglement"}}, "which the trials do not compute"),
+        ({"fixed": {**_tiny()["fixed"], "device": "auto", "precision": "fp16"}}, "needs a GPU"),
     ],
 )
 def test_a_bad_search_is_refused_in_one_line_naming_the_key(changes, message):
@@ -386,3 +425,21 @@ def test_an_optuna_study_with_storage_is_kept_there(tmp_path):
     assert 1e-4 <= suggested["params"]["lr"] <= 1e-2 and suggested["__trial_index__"] == 0
     stored = optuna.load_study(study_name="search_case", storage=url)
     assert stored.direction == optuna.study.StudyDirection.MINIMIZE and len(stored.trials) == 1
+
+
+def test_an_optuna_point_without_grid_axes_ignores_the_per_epoch_reports():
+    from study.launch import _search_setup
+
+    spec = parse_spec(
+        _tiny(
+            sweep={"lr": {"loguniform": [1e-4, 1e-2]}},
+            search={"algorithm": "optuna", "metric": "rmse", "num_samples": 2},
+        )
+    )
+    setup = _search_setup(spec, [])
+    setup.algorithm.set_search_properties(None, None, setup.param_space)
+    setup.algorithm.suggest("t1")
+    # an epoch report holds val/rmse, not the final rmse: the bare OptunaSearch raised KeyError
+    setup.algorithm.on_trial_result("t1", {"val/rmse": 0.9, "progress": 1})
+    setup.algorithm.on_trial_complete("t1", {"rmse": 0.8})
+    assert setup.num_samples == 2 and setup.grid == ({},)

@@ -238,3 +238,20 @@ def test_mixed_precision_on_the_gpu(precision, data, tmp_path):
     assert ("scaler" in checkpoint["trainer"]) == (precision == "fp16")
     codes = get_family("vae").load_encoder(tmp_path / "artifacts").encode(data["images"][:16])
     assert np.isfinite(codes).all()
+
+
+class _TwiceScaledOnCPU(_ScaledOnCPU):
+    """Two updates of one optimiser in a step, as modular_ae's relational steps do."""
+
+    def train_step(self, batches, phase, step):
+        for _ in range(2):
+            loss, terms = self.loss_terms(self.batch(batches[0]), step)
+            self.backward_step(loss, self.optimizers["adam"])
+        return {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
+
+
+def test_an_optimiser_stepped_twice_in_a_step_works_under_loss_scaling(data, tmp_path):
+    ctx, final, trainer = _fit(_TwiceScaledOnCPU, _config(), data, tmp_path)
+    # GradScaler refuses a second step() before update(): backward_step updates in between
+    assert all(math.isfinite(v) for v in _curve(ctx)) and math.isfinite(final["mig"])
+    assert trainer.scaler.get_scale() == 2.0**10 * 2.0 ** (2 * 4)  # grew at each of 8 updates
