@@ -107,8 +107,8 @@ class Upstream(BaseModel):
 
 class Scheduler(BaseModel):
     """Asynchronous successive halving (ASHA): at each rung, trials whose per-report ``metric`` is
-    not in the best 1/``reduction_factor`` stop early. Time counts reports (epochs, or
-    ``report_every`` steps)."""
+    not in the best 1/``reduction_factor`` stop early. Time is the trials' progress: epochs, or
+    optimiser steps for step-counted families."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -117,10 +117,10 @@ class Scheduler(BaseModel):
     """A metric every report holds, e.g. ``val/loss`` or ``val/reconstruction``."""
     mode: Literal["min", "max"]
     grace_period: int = Field(default=1, ge=1)
-    """Reports before a trial may be stopped."""
+    """Progress (epochs or steps) before a trial may be stopped."""
     reduction_factor: float = Field(default=3.0, gt=1)
     max_t: int | None = Field(default=None, ge=1)
-    """Reports of a full trial (default: from the configs' epochs / steps)."""
+    """The last rung's bound (default: the longest config's epochs / steps)."""
 
 
 class Search(BaseModel):
