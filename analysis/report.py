@@ -38,7 +38,13 @@ PRIMARY = (
 )  # fmt: skip
 MAX_CURVE_RUNS = 60  # learning curves: enough lines to see the spread, few enough to read
 CURVE_KEYS = ("val/rmse", "val/reconstruction_mse", "val/loss", "train/loss")
-PICTURES = ("relations.png", "traversals.png", "reconstructions.png", "umap.png", "dci_importance.png")
+PICTURES = (
+    "relations.png",
+    "traversals.png",
+    "reconstructions.png",
+    "umap.png",
+    "dci_importance.png",
+)
 
 
 def write_report(
@@ -60,7 +66,9 @@ def write_report(
     _question(doc, runs, designs, by)
     summary = tables.summary(runs, by)
     written += _summary_files(runs, summary, out)
-    interval = stats.interval_table(runs, by, metrics) if by else stats.interval_table(runs, [], metrics)
+    interval = (
+        stats.interval_table(runs, by, metrics) if by else stats.interval_table(runs, [], metrics)
+    )
     marks = stats.best_marks(interval, metrics)
     _answer(doc, interval, marks, metrics, by, skipped)
     _scores(doc, interval, marks, metrics, out, written)
@@ -96,7 +104,11 @@ def grouping(runs: pd.DataFrame, designs: dict[str, Design]) -> list[str]:
     by = [f for f in dict.fromkeys(declared) if f in guessed or f"params.{f}" in runs]
     if "upstream" in by or not declared:
         by = [b for b in by if b != "upstream"] + [g for g in guessed if g not in by]
-    by = [b for b in dict.fromkeys(by) if f"params.{b}" in runs and runs[f"params.{b}"].nunique(dropna=False) > 1]
+    by = [
+        b
+        for b in dict.fromkeys(by)
+        if f"params.{b}" in runs and runs[f"params.{b}"].nunique(dropna=False) > 1
+    ]
     if len(designs) > 1:
         runs["params.study"] = runs["tags.study"]
         by = ["study", *by]
@@ -130,7 +142,7 @@ def tables_launches(runs) -> str:
 
 def _label(key) -> str:
     parts = key if isinstance(key, tuple) else (key,)
-    shown = [str(p) for p in parts if not pd.isna(p)]  # a param this group's family lacks
+    shown = [stats.short_key(p) for p in parts if not pd.isna(p)]  # NaN: a param it lacks
     return " / ".join(shown) or "-"
 
 
@@ -176,8 +188,22 @@ def _scores(doc, interval, marks, metrics, out: Path, written: list[Path]) -> No
     doc.heading("Scores")
     pretty = _pretty(interval, metrics)
     bold = marks.reindex(index=pretty.index, columns=pretty.columns).fillna(False)
-    doc.table(pretty, "mean ± std over each group's runs; bold: the best and every group whose "
-              "95% t-interval overlaps it", bold)
+    shown = pretty.index.map(
+        lambda k: (
+            tuple(stats.short_key(p) for p in k) if isinstance(k, tuple) else stats.short_key(k)
+        )
+    )  # drawn floats to 4 significant digits
+    pretty.index, bold.index = shown, shown
+    if isinstance(interval.index, pd.MultiIndex):
+        pretty.index.names = bold.index.names = interval.index.names
+    else:
+        pretty.index.name = bold.index.name = interval.index.name
+    doc.table(
+        pretty,
+        "mean ± std over each group's runs; bold: the best and every group whose "
+        "95% t-interval overlaps it",
+        bold,
+    )
     for fmt, suffix in (("markdown", "md"), ("latex", "tex")):
         path = out / f"scores.{suffix}"
         path.write_text(stats.format_table(interval, marks, fmt=fmt))
@@ -193,9 +219,14 @@ def _pretty(interval: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     for metric in metrics:
         cells = []
         for mean, std, n in zip(
-            interval[(metric, "mean")], interval[(metric, "std")], interval[(metric, "n")], strict=True
+            interval[(metric, "mean")],
+            interval[(metric, "std")],
+            interval[(metric, "n")],
+            strict=True,
         ):
-            cells.append("-" if pd.isna(mean) else f"{mean:.3f}" if n < 2 else f"{mean:.3f} ± {std:.3f}")
+            cells.append(
+                "-" if pd.isna(mean) else f"{mean:.3f}" if n < 2 else f"{mean:.3f} ± {std:.3f}"
+            )
         out[metric] = cells
     return out
 
@@ -245,8 +276,11 @@ def _agreement(doc, runs, metrics, skipped) -> None:
             skipped.append(f"metric agreement ({name}): fewer than two metrics vary")
             continue
         doc.table(matrix.round(2).astype(str).rename_axis("metric"), f"dataset {name}")
-        doc.figure(_png(plots.plot_correlation_heatmap(matrix, f"Spearman, {name}")),
-                   f"correlation_{name}.png", f"Rank correlation between metrics ({name})")
+        doc.figure(
+            _png(plots.plot_correlation_heatmap(matrix, f"Spearman, {name}")),
+            f"correlation_{name}.png",
+            f"Rank correlation between metrics ({name})",
+        )
 
 
 def _hyperparameters(runs, designs) -> list[str]:
@@ -282,8 +316,11 @@ def _variance(doc, runs, designs, metrics, skipped) -> None:
         skipped.append("hyperparameter vs seed: no method ran two settings of a hyperparameter")
         return
     doc.heading("How much does the hyperparameter explain, and how much the seed?")
-    doc.table(frame.round(3).astype(str), "eta squared: the share of a metric's variance between "
-              "settings of the hyperparameter; seed_share: the rest (within settings)")
+    doc.table(
+        frame.round(3).astype(str),
+        "eta squared: the share of a metric's variance between "
+        "settings of the hyperparameter; seed_share: the rest (within settings)",
+    )
 
 
 def _transfer(doc, runs, designs, metrics, skipped) -> None:
@@ -322,24 +359,35 @@ def _transfer(doc, runs, designs, metrics, skipped) -> None:
 
 def _figures(doc, runs, summary, metrics, by, skipped) -> None:
     doc.heading("Figures")
-    panels = plots.bar_panels(summary, [m for m in metrics if m in summary.columns.get_level_values(0)])
+    panels = plots.bar_panels(
+        summary, [m for m in metrics if m in summary.columns.get_level_values(0)]
+    )
     if panels:
-        doc.figure(_png(plots.plot_bar_panels(panels, "mean ± std per group")), "scores.png",
-                   "Scores per group, one panel per metric scale")
+        doc.figure(
+            _png(plots.plot_bar_panels(panels, "mean ± std per group")),
+            "scores.png",
+            "Scores per group, one panel per metric scale",
+        )
     else:
         skipped.append("bars: no metric with a known direction")
     first = next((m for m in metrics if higher_is_better(m) is not None), None)
     if first is not None:
         groups = plots.violin_groups(runs, first, by)
         if groups:
-            doc.figure(_png(plots.plot_violins(groups, first, f"{first} per group")),
-                       f"violins_{first}.png", f"Distribution of {first} over each group's runs")
+            doc.figure(
+                _png(plots.plot_violins(groups, first, f"{first} per group")),
+                f"violins_{first}.png",
+                f"Distribution of {first} over each group's runs",
+            )
         else:
             skipped.append(f"violins: no group has two runs of {first}")
 
 
 def _curves(doc, client, runs, by, skipped) -> None:
-    key = next((k for k in CURVE_KEYS if f"metrics.{k}" in runs and runs[f"metrics.{k}"].notna().any()), None)
+    key = next(
+        (k for k in CURVE_KEYS if f"metrics.{k}" in runs and runs[f"metrics.{k}"].notna().any()),
+        None,
+    )
     if key is None:
         skipped.append("learning curves: the runs log no per-epoch validation or training loss")
         return
@@ -349,8 +397,11 @@ def _curves(doc, client, runs, by, skipped) -> None:
         history = client.get_metric_history(run["run_id"], key)
         group = _label(tuple(run.get(f"params.{b}") for b in by)) if by else "all"
         curves.setdefault(group, {})[run["run_id"][:8]] = [(m.step, m.value) for m in history]
-    doc.figure(_png(plots.plot_learning_curves(curves, f"{key} per run", ylabel=key)),
-               "learning_curves.png", f"Learning curves ({key}); thick: the group mean")
+    doc.figure(
+        _png(plots.plot_learning_curves(curves, f"{key} per run", ylabel=key)),
+        "learning_curves.png",
+        f"Learning curves ({key}); thick: the group mean",
+    )
     if len(runs) > MAX_CURVE_RUNS:
         skipped.append(f"learning curves: drew the first {MAX_CURVE_RUNS} of {len(runs)} runs")
 
@@ -366,7 +417,9 @@ def _pictures(doc, client, runs, by, metrics, out: Path, skipped) -> None:
         if metric is None:
             continue
         ranked = group.dropna(subset=[f"metrics.{metric}"])
-        run = ranked.sort_values(f"metrics.{metric}", ascending=not higher_is_better(metric)).iloc[0]
+        run = ranked.sort_values(f"metrics.{metric}", ascending=not higher_is_better(metric)).iloc[
+            0
+        ]
         best.append((_label(key), run["run_id"]))
         used.append(metric)
     first = ", ".join(dict.fromkeys(used))
@@ -381,9 +434,17 @@ def _pictures(doc, client, runs, by, metrics, out: Path, skipped) -> None:
             images.append((label, Path(path)))
         if not images:
             continue
-        doc.figure(_png(plots.picture_panel(images, columns=min(3, len(images)),
-                                            title=f"{picture} of each group's best run by {first}")),
-                   f"panel_{picture}", f"{picture}: each group's best run by {first}")
+        doc.figure(
+            _png(
+                plots.picture_panel(
+                    images,
+                    columns=min(3, len(images)),
+                    title=f"{picture} of each group's best run by {first}",
+                )
+            ),
+            f"panel_{picture}",
+            f"{picture}: each group's best run by {first}",
+        )
     if not best:
         skipped.append("pictures: no run with a score to pick by")
 

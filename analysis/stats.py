@@ -116,6 +116,22 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(char, char) for char in text)
 
 
+def short_key(value: object) -> str:
+    """A group key as a reader wants it: a drawn float (``0.0022373901095679746``, as a number or
+    as its logged text) to 4 significant digits; anything else as it is."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = str(value)
+    if len(text) > 8 and any(c in text for c in ".eE"):
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        if math.isfinite(number):
+            return f"{number:.4g}"
+    return text
+
+
 def format_table(
     table: pd.DataFrame,
     marks: pd.DataFrame | None = None,
@@ -155,7 +171,8 @@ def format_table(
     for row, key in enumerate(table.index):
         keys = key if isinstance(key, tuple) else (key,)
         rows.append(
-            ["-" if pd.isna(k) else text(str(k)) for k in keys] + [cell(m, row) for m in metrics]
+            ["-" if pd.isna(k) else text(short_key(k)) for k in keys]
+            + [cell(m, row) for m in metrics]
         )
     if latex:
         lines = [

@@ -243,3 +243,12 @@ def test_selection_transfer_is_one_when_metrics_agree(rng):
     one_seed = noisy[noisy["params.seed"] == "0"]  # one seed: judged on the same runs
     assert selection_transfer(one_seed, "mig", "mig", ["beta", "lr"]) == 1.0
     assert selection_transfer(noisy, "mig", "mig", ["beta", "lr"]) < 1.0
+
+
+def test_drawn_floats_are_shown_short_in_group_keys():
+    from analysis.stats import short_key
+
+    assert short_key(0.0022373901095679746) == "0.002237"
+    assert short_key("0.0022373901095679746") == "0.002237"  # as MLflow logged it
+    assert short_key("1e-05") == "1e-05" and short_key("multi_head") == "multi_head"
+    assert short_key("0:32:4") == "0:32:4" and short_key(8) == "8"
