@@ -61,7 +61,8 @@ def _is_package_install(command: str) -> bool:
 
 def _bash(command: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     """A setup line run here: the node's repo mount is this checkout, its /tmp is tmp_path."""
-    local = command.replace(MOUNT, str(ROOT)).replace("/tmp/", f"{tmp_path}/")
+    # /tmp first: this checkout may itself live under /tmp (a CI clone)
+    local = command.replace("/tmp/", f"{tmp_path}/").replace(MOUNT, str(ROOT))
     return subprocess.run(
         ["bash", "-c", local], capture_output=True, text=True, timeout=120,
         env={**os.environ, "HOME": str(tmp_path), **env},
