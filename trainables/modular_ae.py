@@ -79,7 +79,12 @@ class ModularAEConfig(TrainConfig):
     latent_dim: int | None = Field(default=None, gt=0)
     """Total code size; when set it overrides ``partition_size`` (= latent_dim / K, must divide)."""
     relations: dict[str, Literal["cyclic", "saturating"]] | None = None
-    """Factor name -> relation kind (a +1 and a -1 relation each); None: every factor, cyclic."""
+    """Factor name -> relation kind (a +1 and a -1 relation each); None: every factor, with its
+    kind from ``relation_kinds``."""
+    relation_kinds: dict[str, Literal["cyclic", "saturating"]] = Field(default_factory=dict)
+    """Kinds by factor name for every scored factor when ``relations`` is None (unnamed: cyclic).
+    A name the view does not score is ignored, so one map serves a study over several subsets
+    (e.g. ``{scale: saturating, scale_bin: saturating}`` for dSprites v2 / v3 / v4)."""
     n_labels: int = Field(default=1000, gt=0)
     """Labelled subset, drawn once from the train split with ``seed`` (all of it if smaller)."""
     warmup_steps: int = Field(default=1000, ge=0)
@@ -163,6 +168,22 @@ def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
+def _check_relation_kinds(kinds: dict[str, str], dataset: str) -> None:
+    """A name in ``relation_kinds`` that no view of the dataset could score is a typo: refuse it
+    (it would leave that factor cyclic without a word)."""
+    if not kinds or not dataset:
+        return
+    from .data import load
+
+    names = load(dataset).factor_names
+    known = {*names, *(f"{n}_bin" for n in names)}
+    unknown = sorted(set(kinds) - known)
+    if unknown:
+        raise ValueError(
+            f"relation_kinds: {unknown} name no factor of {dataset}; known: {sorted(known)}"
+        )
+
+
 class ModularAE(Trainer):
     name = "modular_ae"
     Config = ModularAEConfig
@@ -189,7 +210,7 @@ class ModularAE(Trainer):
         kinds = cfg.relations
         if kinds is None:
             pairs = zip(self.factor_names, self.factor_sizes, strict=True)
-            kinds = {name: "cyclic" for name, size in pairs if size > 1}
+            kinds = {n: cfg.relation_kinds.get(n, "cyclic") for n, size in pairs if size > 1}
         self.relations: list[Relation] = relations_for(self.factor_names, self.factor_sizes, kinds)
         if not self.relations:
             raise ValueError("relations: name at least one factor with two or more values")
@@ -220,6 +241,7 @@ class ModularAE(Trainer):
     def setup(self, data: dict[str, Any], images: torch.Tensor) -> None:
         super().setup(data, images)
         cfg = self.cfg
+        _check_relation_kinds(self.cfg.relation_kinds, str(data.get("dataset", "")))
         self._build(data["factor_names"], data["factor_sizes"])
         train = np.asarray(data["train"])
         rng = np.random.default_rng(cfg.seed)

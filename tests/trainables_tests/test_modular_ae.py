@@ -211,3 +211,17 @@ def test_config_errors(data, tmp_path):
         fit(ModularAE, _config(relations={"colour": "cyclic"}), data, LocalContext(tmp_path))
     with pytest.raises(ValueError, match="not a multiple"):
         fit(ModularAE, _config(latent_dim=7), data, LocalContext(tmp_path / "b"))
+
+
+def test_relation_kinds_serve_several_views_and_refuse_typos(data):
+    # scale is nuisance in this view: its kind is ignored; posX_bin saturates, the rest wrap
+    cfg = _config(relation_kinds={"scale": "saturating", "scale_bin": "saturating",
+                                  "posX_bin": "saturating"})  # fmt: skip
+    trainer = ModularAE(cfg, 1)
+    trainer._build(data["factor_names"], data["factor_sizes"])
+    kinds = {r.name: r.kind for r in trainer.relations}
+    assert [r.name for r in trainer.relations] == RELATIONS
+    assert kinds["posX_bin+1"] == kinds["posX_bin-1"] == "saturating"
+    assert kinds["shape+1"] == kinds["posY_bin-1"] == "cyclic"
+    with pytest.raises(ValueError, match=r"relation_kinds: \['sclae'\] name no factor of dsprites"):
+        ModularAE(_config(relation_kinds={"sclae": "saturating"}), 1).setup(data, None)
