@@ -56,23 +56,6 @@ def _values(result: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in result.items() if not k.startswith("metric_seconds_")}
 
 
-class _Killed(Exception):
-    pass
-
-
-class _KilledAfter(LocalContext):
-    """Dies right after its n-th checkpoint, as a trial process killed between reports."""
-
-    def __init__(self, directory, n: int):
-        super().__init__(directory)
-        self.n = n
-
-    def report(self, metrics, *, step, state=None):
-        super().report(metrics, step=step, state=state)
-        if state is not None and len(self.reports) == self.n:
-            raise _Killed
-
-
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
@@ -127,13 +110,13 @@ def test_short_fit_reports_finite_losses_saves_model_and_pictures(name, data, tm
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_killed_and_resumed_fit_equals_uninterrupted(name, data, tmp_path):
+def test_killed_and_resumed_fit_equals_uninterrupted(name, data, tmp_path, killed_after):
     family = get_family(name)
     cfg = _config(name)
     straight = LocalContext(tmp_path / "straight")
     expected = family.fit(cfg, data, straight)
-    with pytest.raises(_Killed):
-        family.fit(cfg, data, _KilledAfter(tmp_path / "resumed", 1))
+    with pytest.raises(killed_after.Killed):
+        family.fit(cfg, data, killed_after(tmp_path / "resumed", 1))
     resumed = LocalContext(tmp_path / "resumed")
     final = family.fit(cfg, data, resumed)
     assert resumed.steps == [4, 4]  # only what comes after the checkpoint, once

@@ -91,21 +91,6 @@ class _UnscaledStepOnCPU(_Recording):
         return {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
 
 
-class _Killed(Exception):
-    pass
-
-
-class _KilledAfter(LocalContext):
-    def __init__(self, directory, n: int):
-        super().__init__(directory)
-        self.n = n
-
-    def report(self, metrics, *, step, state=None):
-        super().report(metrics, step=step, state=state)
-        if state is not None and len(self.reports) == self.n:
-            raise _Killed
-
-
 def _fit(cls, cfg, data, directory):
     _Recording.built.clear()
     ctx = LocalContext(directory)
@@ -191,7 +176,7 @@ def test_backward_step_is_the_plain_step_at_fp32(data, tmp_path):
     assert "scaler" not in checkpoint["trainer"]  # fp32 checkpoints keep their old layout
 
 
-def test_grad_scaler_state_is_checkpointed_and_resume_is_exact(data, tmp_path):
+def test_grad_scaler_state_is_checkpointed_and_resume_is_exact(data, tmp_path, killed_after):
     cfg = _config()
     plain, _, _ = _fit(_Recording, cfg, data, tmp_path / "plain")
     straight, final, trainer = _fit(_ScaledOnCPU, cfg, data, tmp_path / "straight")
@@ -201,9 +186,9 @@ def test_grad_scaler_state_is_checkpointed_and_resume_is_exact(data, tmp_path):
     checkpoint = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
     assert checkpoint["trainer"]["scaler"]["scale"] == 2.0**14
 
-    with pytest.raises(_Killed):
+    with pytest.raises(killed_after.Killed):
         _Recording.built.clear()
-        fit(_ScaledOnCPU, cfg, data, _KilledAfter(tmp_path / "resumed", 1))
+        fit(_ScaledOnCPU, cfg, data, killed_after(tmp_path / "resumed", 1))
     resumed, resumed_final, resumed_trainer = _fit(_ScaledOnCPU, cfg, data, tmp_path / "resumed")
     assert resumed.steps == [4, 4]
     assert resumed.reports[0] == straight.reports[1]

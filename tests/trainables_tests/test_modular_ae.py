@@ -40,23 +40,6 @@ def _config(**overrides) -> ModularAEConfig:
     return ModularAEConfig(**{**params, **overrides})
 
 
-class _Killed(Exception):
-    pass
-
-
-class _KilledAfter(LocalContext):
-    """Dies right after its n-th checkpoint, as a trial process killed between reports."""
-
-    def __init__(self, directory, n: int):
-        super().__init__(directory)
-        self.n = n
-
-    def report(self, metrics, *, step, state=None):
-        super().report(metrics, step=step, state=state)
-        if state is not None and len(self.reports) == self.n:
-            raise _Killed
-
-
 def _values(result: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in result.items() if "seconds" not in k}
 
@@ -101,24 +84,26 @@ def test_fit_runs_warmup_then_full(straight):
     assert math.isfinite(final["mig"]) and math.isfinite(final["dci_disentanglement"])
 
 
-@pytest.mark.parametrize("killed_after", [1, 2], ids=["in-warmup", "after-prior-fit"])
-def test_killed_and_resumed_fit_equals_uninterrupted(data, straight, tmp_path, killed_after):
+@pytest.mark.parametrize("kill_at", [1, 2], ids=["in-warmup", "after-prior-fit"])
+def test_killed_and_resumed_fit_equals_uninterrupted(
+    data, straight, tmp_path, kill_at, killed_after
+):
     ctx, expected = straight
-    with pytest.raises(_Killed):
-        fit(ModularAE, _config(), data, _KilledAfter(tmp_path, killed_after))
+    with pytest.raises(killed_after.Killed):
+        fit(ModularAE, _config(), data, killed_after(tmp_path, kill_at))
     interrupted = _prior_state(LocalContext(tmp_path))
-    assert bool(interrupted["prior.fitted"]) == (killed_after == 2)
+    assert bool(interrupted["prior.fitted"]) == (kill_at == 2)
     resumed = LocalContext(tmp_path)
     final = fit(ModularAE, _config(), data, resumed)
-    assert resumed.steps == [4 * s for s in range(killed_after + 1, 4)] + [12]
-    assert resumed.reports[: 3 - killed_after] == ctx.reports[killed_after:3]
+    assert resumed.steps == [4 * s for s in range(kill_at + 1, 4)] + [12]
+    assert resumed.reports[: 3 - kill_at] == ctx.reports[kill_at:3]
     np.testing.assert_equal(_values(final), _values(expected))  # NaN equals NaN here
     # The prior fitted at step 4 is the one every later checkpoint holds: kept, not refitted.
     prior = _prior_state(resumed)
     assert bool(prior["prior.fitted"])
     for key, value in _prior_state(ctx).items():
         assert torch.equal(prior[key], value), key
-        if killed_after == 2:
+        if kill_at == 2:
             assert torch.equal(interrupted[key], value), key
 
 

@@ -64,9 +64,7 @@ def test_random_variant_keeps_encoder_untrained(data, tmp_path):
     for name, tensor in initial.items():
         if name.startswith("encoder."):
             assert torch.equal(trained[name], tensor)
-    assert any(
-        not torch.equal(trained[k], v) for k, v in initial.items() if k.startswith("heads")
-    )
+    assert any(not torch.equal(trained[k], v) for k, v in initial.items() if k.startswith("heads"))
 
 
 def test_resume_from_checkpoint_matches_uninterrupted_run(data, tmp_path):
