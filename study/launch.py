@@ -634,7 +634,8 @@ def _check_extension(
     earlier = launches(storage, spec.name)
     if not earlier:
         raise SpecError(f"--extend: no earlier launch of study {spec.name!r} under {storage}")
-    last = read_launch(earlier[-1])["spec"]
+    record = read_launch(earlier[-1])
+    last = record["spec"]
     ignore = {"search": {**last.get("search", {}), "num_samples": None}}
     mine = {**effective, "search": {**effective["search"], "num_samples": None}}
     key = first_difference({**last, **ignore}, mine)
@@ -643,7 +644,6 @@ def _check_extension(
             f"--extend: {key} differs from the study's last launch ({earlier[-1].name}); "
             "an extension searches the same space (only search.num_samples may change)"
         )
-    record = read_launch(earlier[-1])
     return [storage / name for name in record.get("extends", [])] + [earlier[-1]]
 
 

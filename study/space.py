@@ -64,13 +64,6 @@ class Axis:
             return int(rng.integers(int(self.low), int(self.high)))
         raise ValueError(f"axis {self.name!r} is a grid axis, not sampled")
 
-    def as_yaml(self) -> Any:
-        if self.kind == "grid":
-            return list(self.values)
-        if self.categorical:
-            return {self.kind: list(self.values)}
-        return {self.kind: [self.low, self.high]}
-
 
 def parse_axis(name: str, raw: Any) -> Axis:
     """One sweep entry -> an Axis; ValueError with the reason (the caller names the key)."""

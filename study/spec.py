@@ -301,11 +301,6 @@ class StudySpec(BaseModel):
         return [a for a in self.axis_list if a.sampled]
 
     @property
-    def axes(self) -> dict[str, list[Any]]:
-        """Grid axes -> values; a sampled axis -> the values it can take at its bounds."""
-        return {a.name: a.corners() for a in self.axis_list}
-
-    @property
     def data_axes(self) -> list[space.Axis]:
         return [a for a in self.axis_list if a.name.startswith(space.DATA_PREFIX)]
 
@@ -433,7 +428,6 @@ def _check_family_params(spec: StudySpec, source: str) -> None:
                     f"{source}: sweep.{axis.name}: {axis.kind} draws floats (e.g. {inside:g}), "
                     f"which {axis.name} does not take; use randint for integers"
                 ) from None
-    _check_search(spec, source)
     try:
         configs = (
             spec.family_configs()
@@ -475,10 +469,14 @@ def _check_data_axis(spec: StudySpec, key: str, source: str) -> None:
         )
     if spec.source is not None:
         raise SpecError(f"{source}: sweep.{key}: a probe's data is its upstream's; no data axes")
+    loaded: dict[str, Any] = {}  # one load per dataset (an official file is read once)
     for value in space.parse_axis(key, spec.sweep[key]).values:
         try:
             view = spec.dataset_for({key: value})
-            datasets.subset(datasets.load(view.name, **view.options), view.subset)
+            which = json.dumps([view.name, view.options], sort_keys=True, default=repr)
+            if which not in loaded:
+                loaded[which] = datasets.load(view.name, **view.options)
+            datasets.subset(loaded[which], view.subset)
         except ValidationError as err:
             raise SpecError(_format_error(source, err, "sweep." + key)) from None
         except DataError as err:
@@ -499,15 +497,6 @@ def _check_search_metric(spec: StudySpec, configs: list[Any], source: str) -> No
                 f"{source}: search.metric {metric!r} comes from metric {producers[0]!r}, which "
                 f"the trials do not compute (metrics: {sorted(computed)})"
             )
-
-
-def _check_search(spec: StudySpec, source: str) -> None:
-    scheduler = spec.search.scheduler
-    if scheduler is not None and scheduler.metric == spec.search.metric:
-        raise SpecError(
-            f"{source}: search.scheduler.metric: ASHA needs a metric of every report (e.g. "
-            f"val/loss), not the final {spec.search.metric!r}"
-        )
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
