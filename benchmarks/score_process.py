@@ -170,7 +170,7 @@ def main() -> None:
         times = timed[name][0]
         median = statistics.median(times)
         ratio = (
-            f"{library / median:.1f}x"
+            f"{library / median:.2f}x"
             if name in ("disentanglement_lib process", "ours, reference", "ours, fast")
             else "-"
         )
@@ -179,7 +179,7 @@ def main() -> None:
     print("\ngoals:")
     for name, goal in GOALS.items():
         ratio = library / statistics.median(timed[name][0])
-        print(f"  {name.split(', ')[1]} mode {ratio:.1f}x faster (goal {goal:g}x): "
+        print(f"  {name.split(', ')[1]} mode {ratio:.2f}x faster (goal {goal:g}x): "
               f"{'met' if ratio >= goal else 'NOT met'}")  # fmt: skip
     help_s = statistics.median(timed["study --help"][0])
     print(f"  study --help {help_s:.2f} s (goal < {HELP_GOAL_S} s): "

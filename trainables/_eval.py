@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 from . import data as datasets
 from ._config import DatasetConfig
 from .data import tasks as _tasks  # noqa: F401 (datasets.tasks below)
-from .metrics import SAMPLED, CodeSource, GridCodes, MetricInput, get_metric
+from .metrics import SAMPLED, CodeSource, GridCodes, MetricInput, get_metric, run_metrics
 
 if TYPE_CHECKING:
     from .loop import Trainer
@@ -159,17 +158,12 @@ def score(
     Also returns ``metric_seconds_<name>`` per metric: the metric time logged per trial. Matrices
     the metrics expose (DCI importance, MIG mutual information) go into ``matrices`` when given.
     """
-    results: dict[str, float] = {}
     inputs = MetricInput(
         codes[:n_train], factors[:n_train], codes[n_train:], factors[n_train:],
         rng=rng, source=source, n_jobs=n_jobs, mode=mode, options=dict(options or {}),
     )  # fmt: skip
-    for name in metrics:
-        if progress is not None:
-            progress(name)
-        started = time.perf_counter()
-        results.update(get_metric(name).evaluate(inputs))
-        results[f"metric_seconds_{name}"] = time.perf_counter() - started
+    results, seconds = run_metrics(metrics, inputs, progress)
+    results.update({f"metric_seconds_{name}": s for name, s in seconds.items()})
     if matrices is not None:
         matrices.update(inputs.matrices)
     return results

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainables.metrics import METRICS, GridCodes, MetricInput, get_metric
+from trainables.metrics import METRICS, GridCodes, MetricInput, get_metric, run_metrics
 
 SIZES = (3, 4, 5)
 USES_FACTORS = set(METRICS) - {"unsupervised"}
@@ -123,6 +123,38 @@ def test_sampling_metrics_need_a_source(name):
     x.source = None
     with pytest.raises(ValueError, match="whole factor grid"):
         get_metric(name).evaluate(x)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in METRICS if not METRICS[n].draws))
+def test_metrics_marked_draw_free_leave_the_rng_alone(name):
+    # run_metrics runs these beside the others: a draw here would change their numbers.
+    x = _input(np.random.default_rng(3))
+    before = x.rng.bit_generator.state
+    _small(name)(x)
+    assert x.rng.bit_generator.state == before
+
+
+def test_run_metrics_beside_equals_one_after_another():
+    names = ["sap", "dci", "mig", "infomec", "modularity", "irs", "unsupervised"]
+    scores = {}
+    for n_jobs in (1, 2):
+        x = _input(np.random.default_rng(7), n=600)
+        x.n_jobs = n_jobs
+        started = []
+        scores[n_jobs], seconds = run_metrics(names, x, started.append)
+        assert sorted(started) == sorted(names) and list(seconds) == names
+        assert all(s >= 0 for s in seconds.values())
+        assert set(x.matrices) >= {"dci_importance", "mig_mutual_information", "irs_matrix"}
+    assert scores[1] == scores[2]
+    assert list(scores[1]) == list(scores[2])  # keys in the order asked
+
+
+def test_run_metrics_passes_on_a_failure_beside():
+    x = _input(np.random.default_rng(0))
+    x.n_jobs = 2
+    x.options = {"mig": {"no_such_option": 1}}  # only mig, on the side thread, fails
+    with pytest.raises(TypeError, match="no_such_option"):
+        run_metrics(["dci", "mig"], x)
 
 
 def test_grid_codes_checks_rows():

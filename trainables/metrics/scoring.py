@@ -15,13 +15,12 @@ A trial's ``codes.npz`` also holds what reproduces its logged scores: ``metrics`
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from . import METRICS, GridCodes, MetricInput, get_metric, grid_covered
+from . import METRICS, GridCodes, MetricInput, get_metric, grid_covered, run_metrics
 
 DEFAULT_METRICS = ("mig", "sap", "dci", "modularity", "unsupervised", "factor_vae", "beta_vae")
 
@@ -105,16 +104,18 @@ def score_arrays(
     inputs = MetricInput(
         *train, *test, rng=rng, source=source, n_jobs=n_jobs, mode=mode, options=options
     )
-    result: dict[str, object] = {}
-    seconds: dict[str, float] = {}
     to_run = [m for m in metrics if m not in skipped]
-    for index, name in enumerate(to_run):
+    started: list[str] = []
+
+    def on_start(name: str) -> None:
+        started.append(name)
         if on_metric:
-            on_metric(name, index, len(to_run))
-        started = time.perf_counter()
-        result.update(get_metric(name).evaluate(inputs))
-        seconds[name] = round(time.perf_counter() - started, 4)
-    result["seconds"] = seconds
+            on_metric(name, len(started) - 1, len(to_run))
+
+    result: dict[str, object] = {}
+    scores, seconds = run_metrics(to_run, inputs, on_start)
+    result.update(scores)
+    result["seconds"] = {name: round(s, 4) for name, s in seconds.items()}
     result["num_train"], result["num_test"] = len(train[0]), len(test[0])
     if skipped:
         result["skipped"] = {m: "rows do not cover the factor grid" for m in skipped}
