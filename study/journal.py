@@ -5,7 +5,8 @@ end) to ``tracking_journal.jsonl`` in its own Ray trial folder, on the study's s
 anything goes to MLflow. ``Sender`` then applies unsent records in order, each idempotently: the run
 is found again by its ``trial_id`` tag, a (metric, step) already in the run's history is skipped,
 artifacts overwrite themselves, ending twice is ending once. A server that cannot be reached only
-delays sending: the trial trains on and retries with back-off at each report and at its end, and
+delays sending: the trial trains on while a thread beside it retries with back-off, its end waits
+for what is left (within a budget), and
 ``study sync NAME`` replays whatever is left, as often as wanted, without duplicating anything.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,56 @@ class Sender:
             if done > sent:
                 self.journal.mark_sent(done)
         return True
+
+    # -- sending beside training ----------------------------------------------------------------
+    def start(self) -> None:
+        """Send on a thread of its own from now on: ``notify`` after each journal append.
+
+        A report then costs the trial the journal write only; the HTTP round trip (tens of ms to
+        a busy server, a fail-fast timeout while it is away) overlaps training. The journal is
+        written before ``notify``, so nothing is lost if the process dies with records unsent.
+        """
+        if getattr(self, "_thread", None) is not None:
+            return
+        self._wake, self._stopping = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tracking-sender", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """New records are in the journal (sent now if not started)."""
+        if getattr(self, "_thread", None) is None:
+            self.flush()
+        else:
+            self._wake.set()
+
+    def stop(self) -> None:
+        """End the sending thread after the flush it is in, if any; later sends are the caller's."""
+        thread, self._thread = getattr(self, "_thread", None), None
+        if thread is not None:
+            self._stopping.set()
+            self._wake.set()
+            thread.join()
+
+    def _loop(self) -> None:
+        wait = 1.0
+        while True:
+            self._wake.wait()
+            if self._stopping.is_set():
+                return
+            self._wake.clear()
+            try:
+                sent = self.flush()
+            except Exception as err:  # the journal's storage failed: keep training, retry later
+                log.warning("tracking: could not read or mark the journal (%s)", err)
+                sent = False
+            if sent:
+                wait = 1.0
+                continue
+            # The server is away: back off instead of trying at every report.
+            if self._stopping.wait(wait):
+                return
+            wait = min(wait * 2, 60.0)
+            self._wake.set()
 
     def flush_with_backoff(self, budget_s: float, first_wait_s: float = 1.0) -> bool:
         """Retry ``flush`` with exponential back-off for up to ``budget_s`` seconds."""

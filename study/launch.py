@@ -110,7 +110,8 @@ class RayContext:
             record["point"] = point
         record["tags"].update(tags or {})
         self.journal.append(record)
-        self.sender.flush()
+        self.sender.start()
+        self.sender.notify()
 
     def report(
         self, metrics: dict[str, float], *, step: int, state: dict[str, Any] | None = None
@@ -118,7 +119,7 @@ class RayContext:
         check_metric_names(metrics)
         now = int(time.time() * 1000)
         self.journal.append({"op": "metrics", "step": step, "metrics": metrics, "time": now})
-        self.sender.flush()  # fails fast while the server is away: the journal keeps it
+        self.sender.notify()  # sent beside training; the journal keeps it until then
         if state is not None:
             self._checkpoint(state, step)
         tune.report({**metrics, PROGRESS: step})
@@ -152,6 +153,7 @@ class RayContext:
 
     def finish(self, status: str = "FINISHED", reason: str = "") -> bool:
         """Journal the artifacts and the end, then send with back-off; True if all was sent."""
+        self.sender.stop()
         if status == "FINISHED" and any(self.artifact_dir.iterdir()):
             self.journal.append(
                 {"op": "artifacts", "path": self.journal.copy_artifacts(self.artifact_dir)}
@@ -162,6 +164,10 @@ class RayContext:
         if not sent:
             log.warning("tracking server unreachable: run `study sync` once it is back")
         return sent
+
+    def close(self) -> None:
+        """Stop sending beside training (a trial that ends without ``finish``: error, stop)."""
+        self.sender.stop()
 
     def restore(self) -> dict[str, Any] | None:
         """The newest readable checkpoint in the trial folder (one cut short by a kill is skipped)."""
@@ -186,8 +192,8 @@ def _load_state(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
 
 
 def _ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo) -> None:
-    # Fail fast on an unreachable tracking server: the journal keeps the records and the trial
-    # retries at its next report, instead of blocking training in MLflow's own retry loop.
+    # Fail fast on an unreachable tracking server: the journal keeps the records and the sending
+    # thread retries with back-off, instead of sitting in MLflow's own retry loop.
     for key, value in tracking.FAIL_FAST.items():
         os.environ.setdefault(key, value)
     torch.set_num_threads(launch.threads)
@@ -214,6 +220,8 @@ def _ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo)
         ctx.finish("FAILED", str(err))
         tune.report({"diverged": 1.0})
         return
+    finally:  # an error or a scheduler's stop: no sending thread outlives its trial's actor use
+        ctx.close()
     if launch.search_metric and launch.search_metric not in (final or {}):
         reason = (
             f"search.metric {launch.search_metric!r} is not among the final metrics of family "

@@ -1,0 +1,89 @@
+"""The trial's sending thread: records reach MLflow beside training, each once; a server that is
+away is retried with back-off (not at every report); stopping ends the thread at once."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pyarrow.fs as pafs
+from mlflow.tracking import MlflowClient
+
+from study import tracking
+from study.journal import Journal, Sender
+
+
+def _trial(uri: str, folder, trial_id: str = "t0") -> tuple[Journal, str]:
+    experiment_id, parent = tracking.start_parent_run(uri, "journal_test", "multitask", "", {})
+    info = tracking.TrackingInfo(
+        uri=uri, experiment_id=experiment_id, parent_run_id=parent, study="journal_test",
+        family="multitask", dataset={"name": "dsprites"},
+    )  # fmt: skip
+    journal = Journal(pafs.LocalFileSystem(), str(folder))
+    journal.append(tracking.run_record(info, trial_id, f"trial_{trial_id}", {"lr": 0.1}))
+    return journal, experiment_id
+
+
+class CountingSender(Sender):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.attempts = 0
+
+    def flush(self) -> bool:
+        self.attempts += 1
+        return super().flush()
+
+
+def _wait_until(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_sending_thread_sends_every_record_once(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    journal, experiment_id = _trial(uri, tmp_path / "trial")
+    sender = Sender(uri, journal)
+    sender.start()
+    sender.notify()
+    for step in range(1, 21):
+        journal.append({"op": "metrics", "step": step, "metrics": {"loss": 1.0 / step}, "time": 0})
+        sender.notify()
+    _wait_until(lambda: journal.sent == len(journal.records()))
+    sender.stop()
+    assert sender._thread is None
+    journal.append({"op": "end", "status": "FINISHED", "reason": ""})
+    assert sender.flush() and journal.sent == 22  # after stop, the caller sends the rest
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([experiment_id], "tags.trial_id = 't0'")
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(1, 21))
+    assert {m.step: m.value for m in history}[4] == 0.25
+
+
+def test_an_unreachable_server_is_retried_with_back_off_and_stop_is_prompt(tmp_path):
+    good = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    journal, _ = _trial(good, tmp_path / "trial")
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tracking.fail_fast():
+        sender = CountingSender(f"http://127.0.0.1:{port}", journal)
+        sender.start()
+        started = time.monotonic()
+        for step in range(1, 41):  # 40 reports in ~2 s: far more than the back-off allows
+            journal.append({"op": "metrics", "step": step, "metrics": {"loss": 1.0}, "time": 0})
+            sender.notify()
+            time.sleep(0.05)
+        attempts = sender.attempts
+        thread = sender._thread
+        stopping = time.monotonic()
+        sender.stop()
+    # back-off waits 1 s, 2 s, ...: a handful of attempts, not one per report
+    assert 1 <= attempts <= 4, attempts
+    assert not thread.is_alive() and time.monotonic() - stopping < 10
+    assert journal.sent == 0 and len(journal.records()) == 41  # nothing lost, nothing sent
+    assert time.monotonic() - started < 60
