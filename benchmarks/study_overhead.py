@@ -8,10 +8,10 @@ run at once: the parallelism P):
   images: 3 shapes x 2 scales x 8 x 8 positions, orientation fixed; 2 epochs, 2 tasks, metrics
   [mig] on 200 / 100 points, no pictures) into a temporary SQLite MLflow store (created, and its
   schema migrated, before the clock starts) and a temporary storage folder, ``verbose=0``; then
-  the same N trials at 24 epochs (about 10 s each; not with ``--quick``). Each launch pays a fixed
-  start (its trial processes import torch, MLflow and the metric stack: ~3 s of CPU each, which
-  neither Ray's worker setup hook nor warm-up tasks move off the critical path: Tune's actors get
-  fresh workers) and a little per trial; the two lengths show how it amortises. Ray is
+  the same N trials at 24 epochs (about 7 s each here; not with ``--quick``). Each launch pays a
+  fixed start (its trial processes import torch, MLflow and the metric stack: ~3 s of CPU each,
+  which neither Ray's worker setup hook nor warm-up tasks move off the critical path: Tune's
+  actors get fresh workers) and a little per trial; the two lengths show how it amortises. Ray is
   started first, timed apart (row "Ray start"): the study wall does NOT include it, but does include
   everything else ``run_study`` does (data preparation, the parent run, Tune, worker processes,
   the final journal replay). A trial's compute is Tune's ``time_total_s`` of its last result (from
@@ -100,7 +100,7 @@ FIXED = {
     "pictures": False,
     "umap_points": 10,
 }
-# The second study: the same trials trained longer (about 10 s each here), to show how the fixed
+# The second study: the same trials trained longer (about 7 s each here), to show how the fixed
 # start of a launch (trial processes importing torch, MLflow and the metric stack, ~3 s) amortises.
 LONGER = 24
 # Ten metrics, named as families name them (an epoch report of an auto-encoder with extras).

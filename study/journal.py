@@ -68,8 +68,9 @@ class Journal:
 
     def append(self, record: dict[str, Any]) -> None:
         records = self.records()
+        # On disk first: a sending thread sees (and counts as sent) only records the file holds.
+        self._write(JOURNAL, "".join(json.dumps(r) + "\n" for r in [*records, record]))
         records.append(record)
-        self._write(JOURNAL, "".join(json.dumps(r) + "\n" for r in records))
 
     @property
     def sent(self) -> int:
@@ -77,7 +78,8 @@ class Journal:
         return int(text) if text and text.strip().isdigit() else 0
 
     def mark_sent(self, count: int) -> None:
-        self._write(SENT, str(count))
+        # Never backwards: two senders of one journal (a trial's, a sync) may finish out of order.
+        self._write(SENT, str(max(count, self.sent)))
 
     @property
     def exists(self) -> bool:
@@ -99,15 +101,22 @@ class Sender:
         self.client = MlflowClient(uri)
         self.run_id: str | None = None
         self.logged: dict[str, int] = {}  # metric -> last step in the run's history
+        self._thread: threading.Thread | None = None
+        self._wake, self._stopping = threading.Event(), threading.Event()
 
-    def flush(self) -> bool:
-        """Send what is unsent; False (and a warning) if the store failed, to be retried later."""
+    def flush(self, stoppable: bool = False) -> bool:
+        """Send what is unsent; False (and a warning) if the store failed, to be retried later.
+
+        ``stoppable`` (the sending thread): end early, between records, once ``stop`` is called.
+        """
         records = self.journal.records()
         done = sent = self.journal.sent
         try:
             if done < len(records) and self.run_id is None:
                 self._resolve(next(r for r in records if r["op"] == "run"))
             for record in records[done:]:
+                if stoppable and self._stopping.is_set():  # the caller sends the rest
+                    break
                 self._apply(record)
                 done += 1
         except Exception as err:  # any store failure: unreachable, 5xx, locked database
@@ -130,26 +139,34 @@ class Sender:
         a busy server, a fail-fast timeout while it is away) overlaps training. The journal is
         written before ``notify``, so nothing is lost if the process dies with records unsent.
         """
-        if getattr(self, "_thread", None) is not None:
+        if self._thread is not None:
             return
-        self._wake, self._stopping = threading.Event(), threading.Event()
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._loop, name="tracking-sender", daemon=True)
         self._thread.start()
 
     def notify(self) -> None:
         """New records are in the journal (sent now if not started)."""
-        if getattr(self, "_thread", None) is None:
+        if self._thread is None:
             self.flush()
         else:
             self._wake.set()
 
-    def stop(self) -> None:
-        """End the sending thread after the flush it is in, if any; later sends are the caller's."""
-        thread, self._thread = getattr(self, "_thread", None), None
-        if thread is not None:
-            self._stopping.set()
-            self._wake.set()
-            thread.join()
+    def stop(self, timeout_s: float | None = None) -> bool:
+        """End the sending thread (it stops between records); later sends are the caller's.
+
+        Waits up to ``timeout_s`` (None: until it has ended) for a record in flight; True if the
+        thread has ended. One that has not is kept, so a later ``stop()`` still waits for it.
+        """
+        if self._thread is None:
+            return True
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            return False
+        self._thread = None
+        return True
 
     def _loop(self) -> None:
         wait = 1.0
@@ -159,7 +176,7 @@ class Sender:
                 return
             self._wake.clear()
             try:
-                sent = self.flush()
+                sent = self.flush(stoppable=True)
             except Exception as err:  # the journal's storage failed: keep training, retry later
                 log.warning("tracking: could not read or mark the journal (%s)", err)
                 sent = False

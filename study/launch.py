@@ -165,9 +165,16 @@ class RayContext:
             log.warning("tracking server unreachable: run `study sync` once it is back")
         return sent
 
-    def close(self) -> None:
-        """Stop sending beside training (a trial that ends without ``finish``: error, stop)."""
-        self.sender.stop()
+    def close(self, send: bool = False) -> None:
+        """End the sending thread of a trial that ends without ``finish`` (an error, a stop).
+
+        Waits at most a second for a record in flight: a scheduler's stop must not hold the
+        actor past Tune's wait for a reused actor's trial thread (2 s), or the next trial on it
+        fails. ``send``: then try once, fail-fast, to send what is left (the driver's replay at
+        the end of the launch, and ``study sync``, send whatever still is).
+        """
+        if self.sender.stop(timeout_s=1.0) and send:
+            self.sender.flush()
 
     def restore(self) -> dict[str, Any] | None:
         """The newest readable checkpoint in the trial folder (one cut short by a kill is skipped)."""
@@ -220,8 +227,9 @@ def _ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo)
         ctx.finish("FAILED", str(err))
         tune.report({"diverged": 1.0})
         return
-    finally:  # an error or a scheduler's stop: no sending thread outlives its trial's actor use
-        ctx.close()
+    except BaseException as err:  # an error, or a stop (SystemExit from tune.report)
+        ctx.close(send=isinstance(err, Exception))
+        raise
     if launch.search_metric and launch.search_metric not in (final or {}):
         reason = (
             f"search.metric {launch.search_metric!r} is not among the final metrics of family "
@@ -239,9 +247,14 @@ VIEWS = "__views__"  # data of a study with data axes: view key -> object ref
 class _CloseRuns(tune.Callback):
     """End child runs that trial processes could not end themselves."""
 
+    # A stopped trial's own sending thread ends within about a second (RayContext.close): the
+    # driver sends the end it journals for such a trial only after this, never beside it.
+    SEND_AFTER_S = 5.0
+
     def __init__(self, info: tracking.TrackingInfo, scheduler: bool = False):
         self.info = info
         self.scheduler = scheduler
+        self._to_send: list[tuple[float, Journal]] = []
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # A trial that returned journaled its end; one without an end was stopped by the
@@ -258,10 +271,21 @@ class _CloseRuns(tune.Callback):
             journal.append(
                 {"op": "end", "status": "KILLED", "reason": reason, "tags": {"stopped": "asha"}}
             )
-            with tracking.fail_fast():
-                Sender(self.info.uri, journal).flush()
+            self._to_send.append((time.monotonic() + self.SEND_AFTER_S, journal))
         except Exception as err:  # never stop the study over bookkeeping; `study sync` retries
             log.warning("could not record the early stop of trial %s: %s", trial.trial_id, err)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        # What is still here when the launch ends goes with its final replay of the journals.
+        now = time.monotonic()
+        due = [journal for at, journal in self._to_send if at <= now]
+        self._to_send = [(at, journal) for at, journal in self._to_send if at > now]
+        for journal in due:
+            try:
+                with tracking.fail_fast():
+                    Sender(self.info.uri, journal).flush()
+            except Exception as err:
+                log.warning("could not send the early stop in %s: %s", journal.directory, err)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # The trial cannot journal its own end any more: the driver does, for `status` and `sync`.

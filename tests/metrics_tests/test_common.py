@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -129,24 +131,36 @@ def test_sampling_metrics_need_a_source(name):
 def test_metrics_marked_draw_free_leave_the_rng_alone(name):
     # run_metrics runs these beside the others: a draw here would change their numbers.
     x = _input(np.random.default_rng(3))
-    before = x.rng.bit_generator.state
+    before, global_before = x.rng.bit_generator.state, np.random.get_state()
     _small(name)(x)
     assert x.rng.bit_generator.state == before
+    global_after = np.random.get_state()  # nor numpy's global one (sklearn's random_state=None)
+    assert global_after[0] == global_before[0] and global_after[2:] == global_before[2:]
+    assert np.array_equal(global_after[1], global_before[1])
 
 
 def test_run_metrics_beside_equals_one_after_another():
     names = ["sap", "dci", "mig", "infomec", "modularity", "irs", "unsupervised"]
-    scores = {}
+    scores, matrices, threads = {}, {}, {}
     for n_jobs in (1, 2):
         x = _input(np.random.default_rng(7), n=600)
         x.n_jobs = n_jobs
         started = []
-        scores[n_jobs], seconds = run_metrics(names, x, started.append)
-        assert sorted(started) == sorted(names) and list(seconds) == names
+        scores[n_jobs], seconds = run_metrics(
+            names, x, lambda name, log=started: log.append((name, threading.current_thread().name))
+        )
+        assert sorted(n for n, _ in started) == sorted(names) and list(seconds) == names
         assert all(s >= 0 for s in seconds.values())
-        assert set(x.matrices) >= {"dci_importance", "mig_mutual_information", "irs_matrix"}
+        matrices[n_jobs] = dict(x.matrices)
+        threads[n_jobs] = {n: t.startswith("metrics-beside") for n, t in started}
     assert scores[1] == scores[2]
     assert list(scores[1]) == list(scores[2])  # keys in the order asked
+    assert set(matrices[1]) == set(matrices[2]) >= {"dci_importance", "mig_mutual_information"}
+    for key in matrices[1]:
+        assert np.array_equal(matrices[1][key], matrices[2][key]), key
+    # sequential with one job; with two, exactly the draw-free metrics ran beside
+    assert not any(threads[1].values())
+    assert threads[2] == {n: not METRICS[n].draws for n in names}
 
 
 def test_run_metrics_passes_on_a_failure_beside():

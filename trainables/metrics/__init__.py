@@ -8,6 +8,7 @@ gradient-boosted trees for histogram boosting where a metric uses them.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from collections.abc import Callable, Sequence
@@ -340,32 +341,36 @@ def run_metrics(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Evaluate ``names`` on ``inputs``: (scores in the order asked, wall seconds per metric).
 
-    With more than one job, the metrics that draw nothing from the shared RNG run on a side
-    thread while the others run here in order, so each score is what a sequential run gives:
-    the cores DCI's trees leave idle do the rest (most metrics are a few seconds of one core).
+    With more than one job, the metrics that draw nothing from the shared RNG run one after
+    another on a side thread (one job each) while the others run here in order, so each score is
+    what a sequential run gives. The metrics beside DCI are seconds of one core against its
+    tens of seconds of tree fitting; their wall seconds then include sharing the cores.
     """
     for name in names:
         get_metric(name)
     seconds: dict[str, float] = {}
 
-    def run(group: list[str]) -> dict[str, dict[str, float]]:
+    def run(group: list[str], x: MetricInput) -> dict[str, dict[str, float]]:
         out = {}
         for name in group:
             if on_start is not None:
                 on_start(name)
             started = time.perf_counter()
-            out[name] = METRICS[name].evaluate(inputs)
+            out[name] = METRICS[name].evaluate(x)
             seconds[name] = time.perf_counter() - started
         return out
 
     free = [n for n in names if not METRICS[n].draws]
     drawing = [n for n in names if METRICS[n].draws]
     if inputs.n_jobs == 1 or not free or not drawing:
-        by_name = run(list(names))
+        by_name = run(list(names), inputs)
     else:
-        with ThreadPoolExecutor(1, thread_name_prefix="metrics") as side:
-            beside = side.submit(run, free)
-            by_name = run(drawing)
+        # One job beside: the calling thread's metrics already spread over n_jobs. The copy
+        # shares ``matrices`` (and everything else) with ``inputs``.
+        single = dataclasses.replace(inputs, n_jobs=1)
+        with ThreadPoolExecutor(1, thread_name_prefix="metrics-beside") as side:
+            beside = side.submit(run, free, single)
+            by_name = run(drawing, inputs)
             by_name.update(beside.result())
     scores: dict[str, float] = {}
     for name in names:

@@ -15,6 +15,7 @@ A trial's ``codes.npz`` also holds what reproduces its logged scores: ``metrics`
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -106,11 +107,14 @@ def score_arrays(
     )
     to_run = [m for m in metrics if m not in skipped]
     started: list[str] = []
+    lock = threading.Lock()  # metrics may start on two threads (run_metrics)
 
     def on_start(name: str) -> None:
-        started.append(name)
+        with lock:
+            started.append(name)
+            index = len(started) - 1
         if on_metric:
-            on_metric(name, len(started) - 1, len(to_run))
+            on_metric(name, index, len(to_run))
 
     result: dict[str, object] = {}
     scores, seconds = run_metrics(to_run, inputs, on_start)
