@@ -361,7 +361,7 @@ def score(
         with console.status("computing metrics") as status:
             result = score_arrays(
                 arrays, names, mode=mode, seed=seed, num_train=num_train, num_test=num_test,
-                on_metric=lambda name, i, n: status.update(f"computing {name} ({i + 1}/{n})"),
+                on_metric=lambda name, done, n: status.update(f"computing {name} ({done}/{n} done)"),
             )  # fmt: skip
     except ValueError as err:
         _fail(str(err))

@@ -275,6 +275,17 @@ def test_score_arrays_reports_each_metric_as_it_starts(rng):
     )  # fmt: skip
     assert started == [("mig", 0, 2), ("sap", 1, 2)]
     assert result["mig"] > 0.9 and set(result["seconds"]) == {"mig", "sap"}
+    # with two jobs, metrics run two at once: each event names what is still running
+    shown = []
+    score_arrays(
+        {"codes": codes, "factors": factors}, ["dci", "mig", "sap"], n_jobs=2,
+        on_metric=lambda *progress: shown.append(progress),
+    )  # fmt: skip
+    named = [set(running.split(", ")) for running, _, _ in shown]
+    assert set().union(*named) == {"dci", "mig", "sap"} and all(n <= {"dci", "mig", "sap"} for n in named)
+    done = [d for _, d, _ in shown]
+    assert done == sorted(done) and done[0] == 0 and max(done) == 2  # the last end shows nothing
+    assert all(total == 3 for _, _, total in shown)
     # a metric named by the user that cannot run on these rows is an error with the reason
     with pytest.raises(ValueError, match="cover the whole factor grid"):
         score_arrays({"codes": codes, "factors": factors}, ["mig", "factor_vae"])

@@ -338,6 +338,7 @@ def run_metrics(
     names: Sequence[str],
     inputs: MetricInput,
     on_start: Callable[[str], None] | None = None,
+    on_end: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Evaluate ``names`` on ``inputs``: (scores in the order asked, wall seconds per metric).
 
@@ -358,6 +359,8 @@ def run_metrics(
             started = time.perf_counter()
             out[name] = METRICS[name].evaluate(x)
             seconds[name] = time.perf_counter() - started
+            if on_end is not None:
+                on_end(name)
         return out
 
     free = [n for n in names if not METRICS[n].draws]

@@ -54,7 +54,9 @@ def score_arrays(
     n_jobs: int = -1,
     on_metric: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, object]:
-    """``on_metric(name, index, total)`` is called as each metric starts (progress display)."""
+    """``on_metric(running, done, total)`` is called as metrics start and end (progress display):
+    ``running`` names the metrics running (comma-separated; two at once with more than one job),
+    ``done`` counts those finished."""
     recorded = "metrics" in arrays  # a trial's codes artifact: defaults reproduce its scores
     asked = bool(metrics)  # named by the user: one that cannot run is an error, not a skip
     metrics = list(metrics or (arrays["metrics"].tolist() if recorded else DEFAULT_METRICS))
@@ -106,18 +108,28 @@ def score_arrays(
         *train, *test, rng=rng, source=source, n_jobs=n_jobs, mode=mode, options=options
     )
     to_run = [m for m in metrics if m not in skipped]
-    started: list[str] = []
-    lock = threading.Lock()  # metrics may start on two threads (run_metrics)
+    running: list[str] = []
+    finished = 0
+    lock = threading.Lock()  # metrics may run on two threads at once (run_metrics)
 
     def on_start(name: str) -> None:
         with lock:
-            started.append(name)
-            index = len(started) - 1
+            running.append(name)
+            shown = ", ".join(running), finished
         if on_metric:
-            on_metric(name, index, len(to_run))
+            on_metric(shown[0], shown[1], len(to_run))
+
+    def on_end(name: str) -> None:
+        nonlocal finished
+        with lock:
+            running.remove(name)
+            finished += 1
+            shown = ", ".join(running), finished
+        if on_metric and shown[0]:  # still running: say which (DCI, while the rest finish)
+            on_metric(shown[0], shown[1], len(to_run))
 
     result: dict[str, object] = {}
-    scores, seconds = run_metrics(to_run, inputs, on_start)
+    scores, seconds = run_metrics(to_run, inputs, on_start, on_end)
     result.update(scores)
     result["seconds"] = {name: round(s, 4) for name, s in seconds.items()}
     result["num_train"], result["num_test"] = len(train[0]), len(test[0])
