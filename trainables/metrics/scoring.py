@@ -109,27 +109,25 @@ def score_arrays(
     )
     to_run = [m for m in metrics if m not in skipped]
     running: list[str] = []
-    finished = 0
+    done = 0
     lock = threading.Lock()  # metrics may run on two threads at once (run_metrics)
 
-    def on_start(name: str) -> None:
+    def progress(name: str, starting: bool) -> None:
+        nonlocal done
         with lock:
-            running.append(name)
-            shown = ", ".join(running), finished
-        if on_metric:
-            on_metric(shown[0], shown[1], len(to_run))
-
-    def on_end(name: str) -> None:
-        nonlocal finished
-        with lock:
-            running.remove(name)
-            finished += 1
-            shown = ", ".join(running), finished
-        if on_metric and shown[0]:  # still running: say which (DCI, while the rest finish)
-            on_metric(shown[0], shown[1], len(to_run))
+            if starting:
+                running.append(name)
+            else:
+                running.remove(name)
+                done += 1
+            text, count = ", ".join(running), done
+        if on_metric and text:  # nothing running after the last end: nothing to show
+            on_metric(text, count, len(to_run))
 
     result: dict[str, object] = {}
-    scores, seconds = run_metrics(to_run, inputs, on_start, on_end)
+    scores, seconds = run_metrics(
+        to_run, inputs, lambda name: progress(name, True), lambda name: progress(name, False)
+    )
     result.update(scores)
     result["seconds"] = {name: round(s, 4) for name, s in seconds.items()}
     result["num_train"], result["num_test"] = len(train[0]), len(test[0])
