@@ -120,3 +120,31 @@ def test_stop_with_a_timeout_keeps_a_busy_thread_for_the_next_stop(tmp_path):
     assert sender.stop() is True and sender._thread is None
     # it stopped between records: what it did not send, the caller sends, once
     assert Sender(uri, journal).flush() and journal.sent == len(journal.records())
+
+
+def test_a_drivers_end_for_a_stopped_trial_is_kept_and_sent_after_the_trials_thread(tmp_path):
+    # An ASHA stop: the driver journals the end (its own Journal of the trial's folder) while the
+    # trial's sending thread may still be sending; the trial stops that thread (close: at most 1 s)
+    # and the driver sends later (_CloseRuns.SEND_AFTER_S). Nothing the two wrote is lost.
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    trial, experiment_id = _trial(uri, tmp_path / "trial")
+    sender = Sender(uri, trial)
+    sender.start()
+    for step in range(1, 31):
+        trial.append({"op": "metrics", "step": step, "metrics": {"loss": 1.0 / step}, "time": 0})
+        sender.notify()
+    driver = Journal(pafs.LocalFileSystem(), str(tmp_path / "trial"))
+    driver.append(
+        {"op": "end", "status": "KILLED", "reason": "stopped", "tags": {"stopped": "asha"}}
+    )
+    assert sender.stop(timeout_s=1.0) is True
+    assert Sender(uri, driver).flush()
+
+    on_disk = Journal(pafs.LocalFileSystem(), str(tmp_path / "trial")).records()
+    assert len(on_disk) == 32 and on_disk[-1]["status"] == "KILLED"
+    assert driver.sent == 32
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([experiment_id], "tags.trial_id = 't0'")
+    assert run.info.status == "KILLED" and run.data.tags["stopped"] == "asha"
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(1, 31))
