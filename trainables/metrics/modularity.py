@@ -65,9 +65,10 @@ def explicitness(
         raise ValueError("explicitness: a code dimension is constant on the train points")
     x_train, x_test = (codes_train - mean) / std, (codes_test - mean) / std
     train, test = [], []
-    # One thread per fit: on ~10 features, BLAS/OpenMP threads cost more than they give (the
-    # five fits at 4,000 points: 2.2 s with two threads on two cores, 0.5 s with one).
-    with threadpool_limits(limits=1):
+    # One BLAS thread per fit: on ~10 features, BLAS threads cost more than they give (the five
+    # fits at 4,000 points: 2.2 s with two threads on two cores, 0.5 s with one). BLAS only: the
+    # limit is process-wide, and fast DCI's histogram trees beside it (OpenMP) keep their threads.
+    with threadpool_limits(limits=1, user_api="blas"):
         for k in range(factors_train.shape[1]):
             model = LogisticRegression().fit(x_train, factors_train[:, k])
             train.append(_auc(factors_train[:, k], model.classes_, model.predict_proba(x_train)))
