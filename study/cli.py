@@ -1,4 +1,5 @@
-"""The ``study`` command: run | best | report | list. Bad input exits 2 with one line on stderr."""
+"""The ``study`` command: run | resume | status | sync | best | report | score | show-data | list. Bad
+input exits 2 with one line on stderr."""
 
 from __future__ import annotations
 
@@ -200,13 +201,13 @@ def status(
     left = f", about {state.remaining_s / 60:.0f} min left" if state.remaining_s else ""
     console.print(f"elapsed {minutes:.1f} min{left}")
     if state.best is not None:
-        console.print(f"best {state.metric}: {state.best.metric:.4f} ({state.best.name})")
+        console.print(f"best {state.metric}: {state.best.metric:.4f} ({state.best.label()})")
     table = Table()
     for column in ("trial", "status", "step", state.metric):
         table.add_column(column)
     for t in state.trials:
         value = "" if t.metric is None else f"{t.metric:.4f}"
-        table.add_row(t.name[:40], t.status, str(t.step or ""), value)
+        table.add_row(t.label(), t.status, str(t.step or ""), value)
     console.print(table)
 
 

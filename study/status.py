@@ -19,6 +19,7 @@ from .journal import Journal, end_status, trial_folders
 from .launch import LAUNCH_STAMP, latest_experiment, read_launch
 from .spec import SpecError, parse_spec
 from .storage import StoragePath, storage_path
+from .tracking import parse_param
 
 
 @dataclass
@@ -28,6 +29,40 @@ class TrialState:
     step: int | None
     metric: float | None
     reason: str = ""
+    trial_id: str = ""
+    point: dict[str, Any] = field(default_factory=dict)
+    """The trial's values of the study's sweep axes (and its upstream run, for a probe)."""
+
+    def label(self) -> str:
+        """``id: lr=0.0023, seed=0``: which trial, by what sets it apart."""
+        values = ", ".join(f"{k}={_short(v)}" for k, v in self.point.items())
+        who = self.trial_id or self.name
+        return f"{who}: {values}" if values else who
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _point(params: dict[str, str], axes: list[str]) -> dict[str, Any]:
+    """An axis's value from a run record's flattened params (a dict value was flattened under it)."""
+    point: dict[str, Any] = {}
+    for axis in axes:
+        if axis in params:
+            point[axis] = parse_param(params[axis])
+            continue
+        nested = {
+            key[len(axis) + 1 :]: parse_param(value)
+            for key, value in params.items()
+            if key.startswith(f"{axis}.")
+        }
+        if nested:
+            point[axis] = nested
+    return point
 
 
 @dataclass
@@ -47,8 +82,9 @@ class StudyStatus:
         return asdict(self)
 
 
-def _trial_state(journal: Journal, metric: str) -> TrialState:
+def _trial_state(journal: Journal, metric: str, axes: list[str]) -> TrialState:
     records = journal.records()
+    runs = [r for r in records if r["op"] == "run"]
     ends = [r for r in records if r["op"] == "end"]
     reports = [r for r in records if r["op"] == "metrics"]
     values = [r["metrics"][metric] for r in reports if metric in r["metrics"]]
@@ -58,6 +94,8 @@ def _trial_state(journal: Journal, metric: str) -> TrialState:
         step=int(reports[-1]["step"]) if reports else None,
         metric=float(values[-1]) if values else None,
         reason=ends[-1].get("reason", "") if ends else "",
+        trial_id=runs[-1].get("tags", {}).get("trial_id", "") if runs else "",
+        point=_point(runs[-1].get("params", {}), axes) if runs else {},
     )
 
 
@@ -76,7 +114,10 @@ def study_status(
         or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
     )
     fs = experiment.fs
-    trials = [_trial_state(Journal(fs, f), metric) for f in trial_folders(fs, experiment.path)]
+    axes = [*spec.sweep, *(["upstream"] if spec.source else [])]
+    trials = [
+        _trial_state(Journal(fs, f), metric, axes) for f in trial_folders(fs, experiment.path)
+    ]
     counts = {"FINISHED": 0, "RUNNING": 0, "FAILED": 0, "STOPPED": 0, "KILLED": 0}
     for trial in trials:
         counts[trial.status] = counts.get(trial.status, 0) + 1

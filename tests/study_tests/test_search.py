@@ -291,6 +291,12 @@ def test_optuna_asha_crosses_seeds_and_records_stopped_trials(optuna_study):
     assert status["counts"]["STOPPED"] == len(stopped) and status["metric"] == "rmse"
     finished = [r.data.metrics["rmse"] for r in runs if not r.data.tags.get("stopped")]
     assert status["best"]["metric"] == pytest.approx(min(finished))
+    # each trial is named by its id and its point, as its MLflow run has them
+    lr_by_id = {r.data.tags["trial_id"]: float(r.data.params["lr"]) for r in runs}
+    assert {t["trial_id"]: t["point"]["lr"] for t in status["trials"]} == lr_by_id
+    shown = "".join(_study(optuna_study, "status", "optuna_case").stdout.split())  # rich wraps
+    best = next(t for t in status["trials"] if t["metric"] == status["best"]["metric"])
+    assert f"({best['trial_id']}:lr={best['point']['lr']:.3g}," in shown
 
 
 @pytest.mark.ray

@@ -30,7 +30,8 @@ def _launch(storage: Path, status: str | None, minutes_ago: float = 10.0) -> Pat
     for name, mig, end in (("a", 0.2, "FINISHED"), ("b", 0.5, "FINISHED"), ("c", None, "FAILED"),
                            ("d", None, None)):  # fmt: skip
         journal = Journal(fs, str(folder / name))
-        journal.append({"op": "run", "tags": {"trial_id": name}})
+        params = {"variant": "multi_head", "seed": json.dumps(ord(name) % 2), "lr": "0.001"}
+        journal.append({"op": "run", "tags": {"trial_id": name}, "params": params})
         journal.append({"op": "metrics", "step": 1, "metrics": {"train/loss": 1.0}, "time": 0})
         if mig is not None:
             journal.append({"op": "metrics", "step": 5, "metrics": {"mig": mig}, "time": 0})
@@ -45,6 +46,9 @@ def test_counts_best_and_time_left(tmp_path):
     assert state.counts["FINISHED"] == 2 and state.counts["FAILED"] == 1
     assert state.counts["RUNNING"] == 1 and state.counts["PENDING"] == 4
     assert state.metric == "mig" and state.best.name == "b" and state.best.metric == 0.5
+    # a trial is named by its id and its values of the sweep axes (lr is fixed: not shown)
+    assert state.best.trial_id == "b" and state.best.point == {"variant": "multi_head", "seed": 0}
+    assert state.best.label() == "b: variant=multi_head, seed=0"
     assert 590 < state.elapsed_s < 700
     # 3 trials done in ~10 minutes, 5 left: about 10 * 5 / 3 minutes more.
     assert state.remaining_s == pytest.approx(state.elapsed_s * 5 / 3)
@@ -60,3 +64,14 @@ def test_a_killed_launch_has_no_running_trials_and_no_estimate(tmp_path):
 def test_unknown_study_is_one_line(tmp_path):
     with pytest.raises(SpecError, match="no launch of study 'nope'"):
         study_status(tmp_path, "nope")
+
+
+def test_a_trials_point_reads_flattened_data_axes_back():
+    from study.status import TrialState, _point
+
+    params = {"dataset.subset.scale": "[0, 5]", "dataset.subset.orientation": "0", "lr": "0.00229"}
+    point = _point(params, ["dataset.subset", "lr", "seed"])  # seed not logged: left out
+    assert point == {"dataset.subset": {"scale": [0, 5], "orientation": 0}, "lr": 0.00229}
+    assert _point({"dataset.subset": "v2"}, ["dataset.subset"]) == {"dataset.subset": "v2"}
+    label = TrialState("folder", "RUNNING", None, None, trial_id="t1", point=point).label()
+    assert label == "t1: dataset.subset={scale: [0, 5], orientation: 0}, lr=0.00229"
