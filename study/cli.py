@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import SpecError
@@ -201,13 +202,14 @@ def status(
     left = f", about {state.remaining_s / 60:.0f} min left" if state.remaining_s else ""
     console.print(f"elapsed {minutes:.1f} min{left}")
     if state.best is not None:
-        console.print(f"best {state.metric}: {state.best.metric:.4f} ({state.best.label()})")
+        label = escape(state.best.label())
+        console.print(f"best {state.metric}: {state.best.metric:.4f} ({label})")
     table = Table()
     for column in ("trial", "status", "step", state.metric):
         table.add_column(column)
     for t in state.trials:
         value = "" if t.metric is None else f"{t.metric:.4f}"
-        table.add_row(t.label(), t.status, str(t.step or ""), value)
+        table.add_row(escape(t.label()), t.status, str(t.step or ""), value)
     console.print(table)
 
 

@@ -19,7 +19,7 @@ from .journal import Journal, end_status, trial_folders
 from .launch import LAUNCH_STAMP, latest_experiment, read_launch
 from .spec import SpecError, parse_spec
 from .storage import StoragePath, storage_path
-from .tracking import parse_param
+from .tracking import parse_param, unflatten
 
 
 @dataclass
@@ -35,16 +35,18 @@ class TrialState:
 
     def label(self) -> str:
         """``id: lr=0.0023, seed=0``: which trial, by what sets it apart."""
-        values = ", ".join(f"{k}={_short(v)}" for k, v in self.point.items())
+        values = ", ".join(f"{k}={_short(k, v)}" for k, v in self.point.items())
         who = self.trial_id or self.name
         return f"{who}: {values}" if values else who
 
 
-def _short(value: Any) -> str:
+def _short(key: str, value: Any) -> str:
+    if key == "upstream" and isinstance(value, str) and len(value) > 12:
+        return value[:8]  # a run id: its first characters, as MLflow's UI shows it
     if isinstance(value, float):
         return f"{value:.3g}"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k}: {_short(k, v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
@@ -53,15 +55,14 @@ def _point(params: dict[str, str], axes: list[str]) -> dict[str, Any]:
     point: dict[str, Any] = {}
     for axis in axes:
         if axis in params:
-            point[axis] = parse_param(params[axis])
+            # a run id stays a string even when it looks like a number
+            point[axis] = params[axis] if axis == "upstream" else parse_param(params[axis])
             continue
         nested = {
-            key[len(axis) + 1 :]: parse_param(value)
-            for key, value in params.items()
-            if key.startswith(f"{axis}.")
+            key[len(axis) + 1 :]: v for key, v in params.items() if key.startswith(f"{axis}.")
         }
         if nested:
-            point[axis] = nested
+            point[axis] = unflatten(nested)
     return point
 
 

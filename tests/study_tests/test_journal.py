@@ -124,7 +124,7 @@ def test_stop_with_a_timeout_keeps_a_busy_thread_for_the_next_stop(tmp_path):
 
 def test_a_drivers_end_for_a_stopped_trial_is_kept_and_sent_after_the_trials_thread(tmp_path):
     # An ASHA stop: the driver journals the end (its own Journal of the trial's folder) while the
-    # trial's sending thread may still be sending; the trial stops that thread (close: at most 1 s)
+    # trial's sending thread may still be sending; the trial stops that thread (close)
     # and the driver sends later (_CloseRuns.SEND_AFTER_S). Nothing the two wrote is lost.
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     trial, experiment_id = _trial(uri, tmp_path / "trial")
@@ -137,7 +137,7 @@ def test_a_drivers_end_for_a_stopped_trial_is_kept_and_sent_after_the_trials_thr
     driver.append(
         {"op": "end", "status": "KILLED", "reason": "stopped", "tags": {"stopped": "asha"}}
     )
-    assert sender.stop(timeout_s=1.0) is True
+    assert sender.stop(timeout_s=30.0) is True  # a loaded machine may take over a second
     assert Sender(uri, driver).flush()
 
     on_disk = Journal(pafs.LocalFileSystem(), str(tmp_path / "trial")).records()

@@ -69,9 +69,19 @@ def test_unknown_study_is_one_line(tmp_path):
 def test_a_trials_point_reads_flattened_data_axes_back():
     from study.status import TrialState, _point
 
-    params = {"dataset.subset.scale": "[0, 5]", "dataset.subset.orientation": "0", "lr": "0.00229"}
-    point = _point(params, ["dataset.subset", "lr", "seed"])  # seed not logged: left out
-    assert point == {"dataset.subset": {"scale": [0, 5], "orientation": 0}, "lr": 0.00229}
+    params = {
+        "dataset.subset.scale": "[0, 5]", "dataset.subset.orientation": "0",
+        "dataset.subset.posX.bins": "4", "lr": "0.00229", "upstream": "12345678901234",
+    }  # fmt: skip
+    point = _point(params, ["dataset.subset", "lr", "seed", "upstream"])  # seed not logged
+    assert point == {
+        "dataset.subset": {"scale": [0, 5], "orientation": 0, "posX": {"bins": 4}},
+        "lr": 0.00229,
+        "upstream": "12345678901234",  # a run id stays a string, even all digits
+    }
     assert _point({"dataset.subset": "v2"}, ["dataset.subset"]) == {"dataset.subset": "v2"}
     label = TrialState("folder", "RUNNING", None, None, trial_id="t1", point=point).label()
-    assert label == "t1: dataset.subset={scale: [0, 5], orientation: 0}, lr=0.00229"
+    assert label == (
+        "t1: dataset.subset={scale: [0, 5], orientation: 0, posX: {bins: 4}}, lr=0.00229, "
+        "upstream=12345678"
+    )
