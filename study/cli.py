@@ -204,6 +204,18 @@ def status(
     if state.best is not None:
         label = escape(state.best.label())
         console.print(f"best {state.metric}: {state.best.metric:.4f} ({label})")
+    if state.extends:
+        counts = ", ".join(f"{n} {k.lower()}" for k, n in state.extended_counts.items())
+        console.print(
+            f"extends {len(state.extends)} earlier launch(es): "
+            f"{sum(state.extended_counts.values())} trials: {counts or 'none'}"
+        )
+        best = state.best_overall
+        if best is not None:
+            label = escape(best.label())
+            console.print(
+                f"best {state.metric} of the whole study: {best.metric:.4f} ({label}; {best.launch})"
+            )
     table = Table()
     for column in ("trial", "status", "step", state.metric):
         table.add_column(column)

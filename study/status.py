@@ -30,6 +30,7 @@ class TrialState:
     metric: float | None
     reason: str = ""
     trial_id: str = ""
+    launch: str = ""
     point: dict[str, Any] = field(default_factory=dict)
     """The trial's values of the study's sweep axes (and its upstream run, for a probe)."""
 
@@ -78,12 +79,18 @@ class StudyStatus:
     elapsed_s: float
     remaining_s: float | None
     trials: list[TrialState] = field(default_factory=list)
+    extends: list[str] = field(default_factory=list)
+    """The earlier launches this one extends (``study run --extend``): one study with it."""
+    extended_counts: dict[str, int] = field(default_factory=dict)
+    """Their trials' counts by status."""
+    best_overall: TrialState | None = None
+    """The best finished trial of this launch and those it extends."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _trial_state(journal: Journal, metric: str, axes: list[str]) -> TrialState:
+def _trial_state(journal: Journal, metric: str, axes: list[str], launch: str) -> TrialState:
     records = journal.records()
     runs = [r for r in records if r["op"] == "run"]
     ends = [r for r in records if r["op"] == "end"]
@@ -97,7 +104,16 @@ def _trial_state(journal: Journal, metric: str, axes: list[str]) -> TrialState:
         reason=ends[-1].get("reason", "") if ends else "",
         trial_id=runs[-1].get("tags", {}).get("trial_id", "") if runs else "",
         point=_point(runs[-1].get("params", {}), axes) if runs else {},
+        launch=launch,
     )
+
+
+def _launch_trials(experiment: StoragePath, metric: str, axes: list[str]) -> list[TrialState]:
+    fs = experiment.fs
+    return [
+        _trial_state(Journal(fs, folder), metric, axes, experiment.name)
+        for folder in trial_folders(fs, experiment.path)
+    ]
 
 
 def study_status(
@@ -114,11 +130,8 @@ def study_status(
         or spec.search.metric
         or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
     )
-    fs = experiment.fs
     axes = [*spec.sweep, *(["upstream"] if spec.source else [])]
-    trials = [
-        _trial_state(Journal(fs, f), metric, axes) for f in trial_folders(fs, experiment.path)
-    ]
+    trials = _launch_trials(experiment, metric, axes)
     counts = {"FINISHED": 0, "RUNNING": 0, "FAILED": 0, "STOPPED": 0, "KILLED": 0}
     for trial in trials:
         counts[trial.status] = counts.get(trial.status, 0) + 1
@@ -127,11 +140,21 @@ def study_status(
     if launch_status == "KILLED":  # the driver stopped: its running trials stopped with it
         counts["KILLED"] += counts.pop("RUNNING")
         counts["RUNNING"] = 0
-    finished = [t for t in trials if t.status == "FINISHED" and t.metric is not None]
     own = metric == spec.search.metric and spec.search.mode is not None
     lower = spec.search.mode == "min" if own else higher_is_better(metric) is False
     sign = -1.0 if lower else 1.0
-    best = max(finished, key=lambda t: sign * t.metric) if finished else None
+
+    def best_of(states: list[TrialState]) -> TrialState | None:
+        finished = [t for t in states if t.status == "FINISHED" and t.metric is not None]
+        return max(finished, key=lambda t: sign * t.metric) if finished else None
+
+    best = best_of(trials)
+    # An extension is one study with the launches it extends: their trials count for the best.
+    extends = list(record.get("extends", []))
+    earlier = [t for name in extends for t in _launch_trials(storage / name, metric, axes)]
+    extended_counts: dict[str, int] = {}
+    for trial in earlier:
+        extended_counts[trial.status] = extended_counts.get(trial.status, 0) + 1
     started = time.mktime(time.strptime(experiment.name.rsplit("_", 1)[-1], LAUNCH_STAMP))
     ended = record.get("ended_at")
     elapsed = (ended or time.time()) - started
@@ -141,7 +164,8 @@ def study_status(
     remaining = elapsed * left / done if done and left and launch_status == "RUNNING" else None
     return StudyStatus(
         study, experiment.name, launch_status, spec.n_trials, counts, metric, best, elapsed,
-        remaining, trials,
+        remaining, trials, extends, extended_counts,
+        best_of(trials + earlier) if extends else None,
     )  # fmt: skip
 
 

@@ -334,6 +334,11 @@ def test_extend_adds_new_points_warm_started_from_the_measured_ones(optuna_study
     assert len(runs) == 3 * 2 + 1 * 2  # one more point, both seeds; nothing rerun
     assert len(launches(storage, "optuna_case")) == 2
     assert len({r.data.params["lr"] for r in runs}) == 4
+    # status of the extension: its own trials, and the best over the whole study
+    status = json.loads(_study(optuna_study, "status", "optuna_case", "--json").stdout)
+    assert status["extends"] == [first[0].name] and status["n_trials"] == 2
+    finished = [r.data.metrics["rmse"] for r in runs if r.info.status == "FINISHED"]
+    assert status["best_overall"]["metric"] == pytest.approx(min(finished))
 
 
 @pytest.mark.ray

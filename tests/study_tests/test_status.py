@@ -13,17 +13,20 @@ import yaml
 from study.journal import Journal
 from study.launch import LAUNCH_FILE, LAUNCH_STAMP
 from study.spec import SpecError, parse_spec
-from study.status import study_status
+from study.status import study_status, to_json
 
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 
 
-def _launch(storage: Path, status: str | None, minutes_ago: float = 10.0) -> Path:
+def _launch(
+    storage: Path, status: str | None, minutes_ago: float = 10.0, extends=(), scale: float = 1.0
+) -> Path:
     spec = parse_spec(yaml.safe_load(QUICKSTART.read_text()))  # 8 trials
     stamp = time.strftime(LAUNCH_STAMP, time.localtime(time.time() - 60 * minutes_ago))
     folder = storage / f"quickstart_{stamp}"
     folder.mkdir(parents=True)
     record = {"parent_run_id": "p", "spec": json.loads(spec.model_dump_json()), "status": status}
+    record["extends"] = [e.name for e in extends]
     (folder / LAUNCH_FILE).write_text(json.dumps(record))
     fs = pafs.LocalFileSystem()
     # Two finished (mig 0.2 and 0.5), one failed, one still running: four pending.
@@ -34,7 +37,7 @@ def _launch(storage: Path, status: str | None, minutes_ago: float = 10.0) -> Pat
         journal.append({"op": "run", "tags": {"trial_id": name}, "params": params})
         journal.append({"op": "metrics", "step": 1, "metrics": {"train/loss": 1.0}, "time": 0})
         if mig is not None:
-            journal.append({"op": "metrics", "step": 5, "metrics": {"mig": mig}, "time": 0})
+            journal.append({"op": "metrics", "step": 5, "metrics": {"mig": scale * mig}, "time": 0})
         if end:
             journal.append({"op": "end", "status": end, "reason": ""})
     return folder
@@ -46,12 +49,24 @@ def test_counts_best_and_time_left(tmp_path):
     assert state.counts["FINISHED"] == 2 and state.counts["FAILED"] == 1
     assert state.counts["RUNNING"] == 1 and state.counts["PENDING"] == 4
     assert state.metric == "mig" and state.best.name == "b" and state.best.metric == 0.5
+    assert state.extends == [] and state.best_overall is None  # extends no earlier launch
     # a trial is named by its id and its values of the sweep axes (lr is fixed: not shown)
     assert state.best.trial_id == "b" and state.best.point == {"variant": "multi_head", "seed": 0}
     assert state.best.label() == "b: variant=multi_head, seed=0"
     assert 590 < state.elapsed_s < 700
     # 3 trials done in ~10 minutes, 5 left: about 10 * 5 / 3 minutes more.
     assert state.remaining_s == pytest.approx(state.elapsed_s * 5 / 3)
+
+
+def test_an_extension_reports_the_best_of_the_whole_study(tmp_path):
+    first = _launch(tmp_path, "FINISHED", minutes_ago=30, scale=1.5)  # its best: b, mig 0.75
+    latest = _launch(tmp_path, None, extends=[first])
+    state = study_status(tmp_path, "quickstart")
+    assert state.launch == latest.name and state.best.metric == 0.5  # this launch's own best
+    assert state.extends == [first.name]
+    assert state.extended_counts == {"FINISHED": 2, "FAILED": 1, "RUNNING": 1}
+    assert state.best_overall.metric == 0.75 and state.best_overall.launch == first.name
+    assert json.loads(to_json(state))["best_overall"]["trial_id"] == "b"
 
 
 def test_a_killed_launch_has_no_running_trials_and_no_estimate(tmp_path):
