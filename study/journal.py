@@ -17,6 +17,8 @@ import logging
 import tempfile
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -281,14 +283,35 @@ def sync_experiment(uri: str, fs: pafs.FileSystem, experiment: str) -> tuple[int
     return trials, sent, failing
 
 
+@dataclass(frozen=True)
+class TrialRecord:
+    """What a trial's journal says of it (one reading for status, summaries and the search)."""
+
+    run: dict[str, Any] | None  # its last run record: tags, params and, if sampled, its point
+    status: str  # ``end_status`` of its last end record, or RUNNING without one
+    reason: str  # that end's reason
+    step: int | None  # of its last metrics record
+    value: float | None  # the last value it reported of the metric asked for, if any
+
+
+def read_trial(journal: Journal, metric: str | None = None) -> TrialRecord:
+    records = journal.records()
+    runs = [r for r in records if r["op"] == "run"]
+    ends = [r for r in records if r["op"] == "end"]
+    reports = [r for r in records if r["op"] == "metrics"]
+    values = [r["metrics"][metric] for r in reports if metric in r["metrics"]] if metric else []
+    return TrialRecord(
+        run=runs[-1] if runs else None,
+        status=end_status(ends[-1]) if ends else "RUNNING",
+        reason=ends[-1].get("reason", "") if ends else "",
+        step=int(reports[-1]["step"]) if reports else None,
+        value=float(values[-1]) if values else None,
+    )
+
+
 def launch_summary(fs: pafs.FileSystem, experiment: str) -> dict[str, int]:
     """How many trials of a launch ended in each status, by their journals' last end record."""
-    counts: dict[str, int] = {}
-    for folder in trial_folders(fs, experiment):
-        ends = [r for r in Journal(fs, folder).records() if r["op"] == "end"]
-        status = end_status(ends[-1]) if ends else "RUNNING"
-        counts[status] = counts.get(status, 0) + 1
-    return counts
+    return dict(Counter(read_trial(Journal(fs, f)).status for f in trial_folders(fs, experiment)))
 
 
 def end_status(record: dict[str, Any]) -> str:

@@ -34,7 +34,14 @@ from trainables import NonFiniteLoss, get_family
 from trainables._context import check_metric_names
 
 from . import sources, space, tracking
-from .journal import Journal, Sender, launch_summary, sync_experiment, trial_folders
+from .journal import (
+    Journal,
+    Sender,
+    launch_summary,
+    read_trial,
+    sync_experiment,
+    trial_folders,
+)
 from .spec import SpecError, StudySpec, data_params, family_params, view_key
 from .storage import StoragePath, storage_path
 
@@ -395,15 +402,12 @@ def _measured_points(
     metric = spec.search.metric
     measured: dict[str, list[float]] = {}
     for folder in folders:
-        for trial in trial_folders(folder.fs, folder.path):
-            records = Journal(folder.fs, trial).records()
-            runs = [r for r in records if r["op"] == "run" and r.get("point")]
-            ends = [r for r in records if r["op"] == "end"]
-            values = [r["metrics"][metric] for r in records
-                      if r["op"] == "metrics" and metric in r["metrics"]]  # fmt: skip
-            if runs and values and ends and ends[-1]["status"] == "FINISHED":
-                key = json.dumps(runs[-1]["point"], sort_keys=True)
-                measured.setdefault(key, []).append(float(values[-1]))
+        for path in trial_folders(folder.fs, folder.path):
+            trial = read_trial(Journal(folder.fs, path), metric)
+            point = (trial.run or {}).get("point")
+            if point and trial.value is not None and trial.status == "FINISHED":
+                key = json.dumps(point, sort_keys=True)
+                measured.setdefault(key, []).append(trial.value)
     points, rewards = [], []
     for key, values in measured.items():
         point = json.loads(key)

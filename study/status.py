@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trainables.metrics import get_metric, higher_is_better
 
-from .journal import Journal, end_status, trial_folders
+from .journal import Journal, read_trial, trial_folders
 from .launch import LAUNCH_STAMP, latest_experiment, read_launch
 from .spec import SpecError, parse_spec
 from .storage import StoragePath, storage_path
@@ -91,19 +92,16 @@ class StudyStatus:
 
 
 def _trial_state(journal: Journal, metric: str, axes: list[str], launch: str) -> TrialState:
-    records = journal.records()
-    runs = [r for r in records if r["op"] == "run"]
-    ends = [r for r in records if r["op"] == "end"]
-    reports = [r for r in records if r["op"] == "metrics"]
-    values = [r["metrics"][metric] for r in reports if metric in r["metrics"]]
+    trial = read_trial(journal, metric)
+    run = trial.run or {}
     return TrialState(
         name=journal.directory.rsplit("/", 1)[-1],
-        status=end_status(ends[-1]) if ends else "RUNNING",
-        step=int(reports[-1]["step"]) if reports else None,
-        metric=float(values[-1]) if values else None,
-        reason=ends[-1].get("reason", "") if ends else "",
-        trial_id=runs[-1].get("tags", {}).get("trial_id", "") if runs else "",
-        point=_point(runs[-1].get("params", {}), axes) if runs else {},
+        status=trial.status,
+        step=trial.step,
+        metric=trial.value,
+        reason=trial.reason,
+        trial_id=run.get("tags", {}).get("trial_id", ""),
+        point=_point(run.get("params", {}), axes),
         launch=launch,
     )
 
@@ -133,8 +131,7 @@ def study_status(
     axes = [*spec.sweep, *(["upstream"] if spec.source else [])]
     trials = _launch_trials(experiment, metric, axes)
     counts = {"FINISHED": 0, "RUNNING": 0, "FAILED": 0, "STOPPED": 0, "KILLED": 0}
-    for trial in trials:
-        counts[trial.status] = counts.get(trial.status, 0) + 1
+    counts.update(Counter(t.status for t in trials))
     counts["PENDING"] = max(spec.n_trials - len(trials), 0)
     launch_status = record.get("status") or "RUNNING"
     if launch_status == "KILLED":  # the driver stopped: its running trials stopped with it
@@ -152,9 +149,7 @@ def study_status(
     # An extension is one study with the launches it extends: their trials count for the best.
     extends = list(record.get("extends", []))
     earlier = [t for name in extends for t in _launch_trials(storage / name, metric, axes)]
-    extended_counts: dict[str, int] = {}
-    for trial in earlier:
-        extended_counts[trial.status] = extended_counts.get(trial.status, 0) + 1
+    extended_counts = dict(Counter(t.status for t in earlier))
     started = time.mktime(time.strptime(experiment.name.rsplit("_", 1)[-1], LAUNCH_STAMP))
     ended = record.get("ended_at")
     elapsed = (ended or time.time()) - started
