@@ -1,5 +1,5 @@
-"""The ``study`` command: run | resume | status | sync | best | report | score | show-data | list. Bad
-input exits 2 with one line on stderr."""
+"""The ``study`` command: run | resume | status | sync | best | report | reproduce | score |
+show-data | list. Bad input exits 2 with one line on stderr."""
 
 from __future__ import annotations
 
@@ -437,6 +437,52 @@ def show_data(
         "to its last (1), the others fixed",
     )  # fmt: skip
     console.print(f"wrote {out}")
+
+
+@app.command()
+def reproduce(
+    paper: Annotated[str, typer.Argument(help="multitask (seed 000) or modular (seed 001)")],
+    scale: Annotated[str, typer.Option(help="cpu (2 cores, under an hour) or paper (a cluster)")] = "cpu",
+    out: Annotated[Path | None, typer.Option(help="Report folder (default reproduction/PAPER_SCALE)")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
+    storage: Annotated[str, typer.Option(help=STORAGE_HELP)] = "ray_results",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default local)")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray")] = None,
+    report_only: Annotated[
+        bool, typer.Option("--report-only", help="Write the report from what MLflow holds")
+    ] = False,
+) -> None:
+    """Run a paper's chain of studies in order (skipping finished steps, resuming cut ones), then
+    write the reproduction report: our numbers beside the paper's and a verdict per finding."""
+    from . import tracking
+    from .reproduce import chain_path, load_chain, run_steps
+
+    try:
+        chain, steps = load_chain(chain_path(paper, scale))
+    except SpecError as err:
+        _fail(str(err))
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    out = out or Path("reproduction") / f"{paper}_{scale}"
+    if not report_only:
+        try:
+            tracking.check_reachable(uri)
+        except tracking.TrackingUnreachable as err:
+            _fail(str(err))
+        code = run_steps(
+            steps, tracking_uri=uri, storage=storage, address=address, num_cpus=num_cpus,
+            say=lambda text: console.print(text, markup=False, highlight=False),
+        )  # fmt: skip
+        if code != 0:
+            raise typer.Exit(code)
+    from analysis.reproduction import write_reproduction
+
+    try:
+        written, verdicts = write_reproduction(chain, steps, uri, out)
+    except _user_errors() as err:
+        _fail(str(err).strip("'\""))
+    for verdict in verdicts:
+        console.print(f"{verdict.id} {verdict.verdict}: {verdict.claim}", markup=False)
+    console.print(f"reproduction report: {written[0]} (and {len(written) - 1} more files in {out})")
 
 
 @app.command(name="list")

@@ -68,6 +68,7 @@ class LaunchInfo:
         """A trial's parameters from Tune's config: drawn points, grid repeats and indices decoded."""
         params = dict(config["params"])
         params.update(params.pop(space.SAMPLED_KEY, None) or {})
+        params.update(params.pop(space.GRID_KEY, None) or {})
         if self.grid:
             params.update(self.grid[int(config.get(TRIAL_INDEX, 0))])
         for name, values in (self.by_index or {}).items():
@@ -369,7 +370,7 @@ def _search_setup(spec: StudySpec, extend_from: list[StoragePath]) -> SearchSetu
         points_to_evaluate=points or None,
         evaluated_rewards=rewards or None,
     )
-    grid = tuple(space.grid_combinations(spec.grid_axes))
+    grid = tuple(spec.grid_combinations())
     # Each point runs once per grid combination (seeds): Optuna sees the mean of the repeats.
     # Always wrapped, even for one combination: the bare searcher reads search.metric from every
     # report, and only the final one holds it.

@@ -27,6 +27,7 @@ SAMPLED = ("choice", "uniform", "loguniform", "randint")
 KINDS = ("grid", *SAMPLED)
 DATA_PREFIX = "dataset."
 SAMPLED_KEY = "__sampled__"  # grid algorithm: the pre-drawn points, one grid axis of dicts
+GRID_KEY = "__grid__"  # an expanded grid (``StudySpec.grid_combinations``): one axis of dicts
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,10 @@ def tune_domains(axes: list[Axis]) -> tuple[dict[str, Any], dict[str, list[Any]]
 
 
 def swept_axes(spec: Any) -> list[str]:
-    """Axes that can differ between trials: what distinguishes them in tables."""
-    return [a.name for a in spec.axis_list if a.sampled or len(a.values) > 1]
+    """Axes that can differ between trials (and params a family expansion sets): what
+    distinguishes them in tables."""
+    axes = [a.name for a in spec.axis_list if a.sampled or len(a.values) > 1]
+    return axes + [k for k in spec.expanded_keys if k not in axes]
 
 
 def to_param_space(spec: Any, offset: int = 0) -> dict[str, Any]:
@@ -149,6 +152,9 @@ def to_param_space(spec: Any, offset: int = 0) -> dict[str, Any]:
     params: dict[str, Any] = dict(spec.base_params)
     if spec.sampled_axes:
         params[SAMPLED_KEY] = {"grid_search": spec.sampled_points(offset)}
+    if spec.expanded:  # not a product of axes: the combinations themselves, in the same order
+        params[GRID_KEY] = {"grid_search": spec.grid_combinations()}
+        return {"params": params}
     for axis in spec.grid_axes:
         params[axis.name] = {"grid_search": list(axis.values)}
     return {"params": params}

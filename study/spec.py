@@ -32,6 +32,8 @@ from trainables.metrics import METRICS, SAMPLED
 from . import space
 from .errors import SpecError
 
+_ENUMERATE_UP_TO = 100_000  # grid combinations n_grid enumerates to apply a family's expansion
+
 __all__ = ["SpecError", "StudySpec", "load_spec", "parse_spec"]
 
 
@@ -187,6 +189,29 @@ class Search(BaseModel):
         return self
 
 
+class Question(BaseModel):
+    """What a study asks, for its report: the metrics its answer leads with, tested at ``alpha``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: list[str] = Field(min_length=1)
+    """Final metrics (outputs, e.g. ``dci_disentanglement``) the question is about."""
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    """Significance level of the answer's tests (after Holm's correction)."""
+
+    @field_validator("metrics")
+    @classmethod
+    def _scores(cls, value: list[str]) -> list[str]:
+        from trainables.metrics import higher_is_better
+
+        for name in value:
+            if higher_is_better(name) is None:
+                raise ValueError(f"{name!r} is not a final metric with a direction")
+        if len(set(value)) != len(value):
+            raise ValueError("a metric is listed twice")
+        return value
+
+
 class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -194,6 +219,8 @@ class StudySpec(BaseModel):
     """A plain identifier: it names the MLflow experiment, folders and the artifact location."""
     family: str
     description: str = ""
+    question: Question | None = None
+    """The metrics the study's question is about (its report's answer leads with them)."""
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     fixed: dict[str, Any] = Field(default_factory=dict)
     """Family parameters shared by every trial."""
@@ -310,7 +337,33 @@ class StudySpec(BaseModel):
 
     @property
     def n_grid(self) -> int:
-        return math.prod(len(a.values) for a in self.grid_axes)
+        product = math.prod(len(a.values) for a in self.grid_axes)
+        if product > _ENUMERATE_UP_TO:  # expansion only adds trials: the refusal of a huge sweep
+            return product  # stands without building its grid
+        return len(self.grid_combinations())
+
+    def grid_combinations(self) -> list[dict[str, Any]]:
+        """Every combination of the grid axes, last axis fastest (Tune's grid order), each
+        expanded into the trials the family says it stands for (``Trainer.expand``: e.g. one
+        single-task model per task), in place."""
+        family = FAMILIES[self.family]
+        return [
+            {**combo, **extra}
+            for combo in space.grid_combinations(self.grid_axes)
+            for extra in family.expand({**self.base_params, **combo})
+        ]
+
+    @property
+    def expanded(self) -> bool:
+        """A family expansion adds trials or params: the grid is not the product of its axes."""
+        return self.grid_combinations() != space.grid_combinations(self.grid_axes)
+
+    @property
+    def expanded_keys(self) -> list[str]:
+        """Params that the expansion sets (they tell expanded trials apart, e.g. ``task_index``)."""
+        plain = {a.name for a in self.grid_axes}
+        keys = {k for c in self.grid_combinations() for k in c} - plain
+        return sorted(keys)
 
     @property
     def n_trials(self) -> int:
@@ -325,13 +378,13 @@ class StudySpec(BaseModel):
         """Every trial's parameters (``dataset.*`` axes included) for the grid algorithm, in
         Tune's order (the drawn points outermost, the last grid axis fastest)."""
         points = self.sampled_points() if self.sampled_axes else [{}]
-        combos = space.grid_combinations(self.grid_axes)
+        combos = self.grid_combinations()
         return [{**self.base_params, **p, **c} for p in points for c in combos]
 
     def check_points(self) -> list[dict[str, Any]]:
         """Parameters that bound what any trial can get: the grid, sampled axes at their corners
         (every corner combination if few, else one axis at a time)."""
-        combos = space.grid_combinations(self.grid_axes)
+        combos = self.grid_combinations()
         sampled = self.sampled_axes
         corners = [dict(zip([a.name for a in sampled], c, strict=True))
                    for c in itertools.product(*(a.corners() for a in sampled))]  # fmt: skip

@@ -128,7 +128,7 @@ def study_status(
         or spec.search.metric
         or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
     )
-    axes = [*spec.sweep, *(["upstream"] if spec.source else [])]
+    axes = [*spec.sweep, *spec.expanded_keys, *(["upstream"] if spec.source else [])]
     trials = _launch_trials(experiment, metric, axes)
     counts = {"FINISHED": 0, "RUNNING": 0, "FAILED": 0, "STOPPED": 0, "KILLED": 0}
     counts.update(Counter(t.status for t in trials))

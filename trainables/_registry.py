@@ -46,6 +46,10 @@ class Family:
     def prepare_data(self, dataset: DatasetConfig, configs: Sequence[Any]) -> dict[str, Any]:
         return self.trainer.prepare_data(dataset, configs)
 
+    def expand(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The trials a grid combination stands for (``Trainer.expand``)."""
+        return self.trainer.expand(params)
+
     def fit(self, cfg: Any, data: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
         return fit(self.trainer, cfg, data, ctx)
 

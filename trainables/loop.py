@@ -88,6 +88,16 @@ class Trainer:
         """Driver side, once per study: images, factors and splits (plus family extras)."""
         return prepare_view(dataset)
 
+    @classmethod
+    def expand(cls, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The trials one grid combination of a study stands for, as params added to it.
+
+        ``[{}]``: the combination itself. A family whose paper defines a baseline as several
+        models (the multi-task paper's single-task baseline: one model per task) says so here, so
+        every study trains it that way without listing the models.
+        """
+        return [{}]
+
     def setup(self, data: dict[str, Any], images: torch.Tensor) -> None:
         """Optimisers and data-dependent state; ``images`` is the uint8 view on the device."""
         self.images = images

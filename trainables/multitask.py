@@ -48,7 +48,8 @@ class MultiTaskConfig(TaskConfig):
     variant: Literal["multi_head", "one_head", "single_task", "random"] = "multi_head"
     latent_dim: int = Field(default=10, gt=0)
     task_index: int = Field(default=0, ge=0)
-    """The task a ``single_task`` model learns."""
+    """The task a ``single_task`` model learns. A study that does not set it trains one
+    ``single_task`` model per task (``MultiTask.expand``)."""
     epochs: int = Field(default=20, ge=0)
     batch_size: int = Field(default=256, gt=0)
     lr: float = Field(default=1e-3, gt=0, allow_inf_nan=False)
@@ -180,6 +181,17 @@ class MultiTask(TaskHeads, Trainer):
         cls, dataset: DatasetConfig, configs: Sequence[MultiTaskConfig]
     ) -> dict[str, Any]:
         return prepare_task_data(dataset, configs)
+
+    @classmethod
+    def expand(cls, params: dict[str, Any]) -> list[dict[str, Any]]:
+        # The paper's single-task baseline is one model per task (Table 5 and Figures 3-4: mean,
+        # max and min over them). A study pins one task by setting task_index (fixed or sweep).
+        if params.get("variant") != "single_task" or "task_index" in params:
+            return [{}]
+        n_tasks = params.get("n_tasks", MultiTaskConfig.model_fields["n_tasks"].default)
+        if not isinstance(n_tasks, int) or isinstance(n_tasks, bool) or n_tasks < 1:
+            return [{}]  # validation names the bad n_tasks
+        return [{"task_index": index} for index in range(n_tasks)]
 
     def setup(self, data: dict[str, Any], images: torch.Tensor) -> None:
         super().setup(data, images)
