@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from trainables.metrics import higher_is_better
 
-from . import plots, stats, tables
+from . import hypothesis, plots, stats, tables
 from .document import Document
 from .results import (
     Design,
@@ -58,7 +58,8 @@ def write_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     by = grouping(runs, designs)
-    metrics = ordered(main_metrics(runs))
+    asked = [m for d in designs.values() for m in d.question if f"metrics.{m}" in runs]
+    metrics = list(dict.fromkeys(asked + ordered(main_metrics(runs))))
     skipped: list[str] = []
     doc = Document(f"Report: {', '.join(studies)}")
     written: list[Path] = []
@@ -70,7 +71,7 @@ def write_report(
         stats.interval_table(runs, by, metrics) if by else stats.interval_table(runs, [], metrics)
     )
     marks = stats.best_marks(interval, metrics)
-    _answer(doc, interval, marks, metrics, by, skipped)
+    _answer(doc, runs, designs, interval, metrics, by, skipped)
     _scores(doc, interval, marks, metrics, out, written)
     _single_task(doc, runs, metrics, skipped)
     _agreement(doc, runs, metrics, skipped)
@@ -146,42 +147,96 @@ def _label(key) -> str:
     return " / ".join(shown) or "-"
 
 
-def _answer(doc, interval, marks, metrics, by, skipped) -> None:
+def _answer(doc, runs, designs, interval, metrics, by, skipped) -> None:
+    """Per metric, the groups ranked best first with each step down tested over replicates
+    (``hypothesis.ordering``: one-sided, paired where groups share seeds, Welch otherwise), Holm's
+    correction across every step of the table; the metrics the study asks about lead."""
     doc.heading("The answer, where the data gives one")
     if not by:
         doc.paragraph("One group only: nothing to compare.", answer=True)
         skipped.append("answer: the runs form one group (no swept parameter besides the seed)")
         return
-    lines = []
-    for metric in metrics:
-        higher = higher_is_better(metric)
-        if higher is None or (metric, "mean") not in interval:
+    asked = [m for d in designs.values() for m in d.question]
+    asked = [m for m in dict.fromkeys(asked) if f"metrics.{m}" in runs]
+    alpha = min((d.alpha for d in designs.values()), default=0.05)
+    others = [m for m in metrics if m not in asked and higher_is_better(m) is not None]
+    replicate = stats.replicate_column(runs)
+    orderings: dict[str, tuple[list[str], list]] = {}
+    for metric in asked + others:
+        values = stats.group_values(runs, by, metric, replicate)
+        values = {g: v for g, v in values.items() if len(v.dropna())}
+        if len(values) < 2:
             continue
-        means = interval[(metric, "mean")].to_numpy(dtype=float)
-        if np.isfinite(means).sum() < 2:
-            continue
-        # positions, not labels: a group key may be NaN (a param only some families have)
-        best = int(np.nanargmax(means) if higher else np.nanargmin(means))
-        leader = interval.index[best]
-        tied = [interval.index[i] for i in np.flatnonzero(marks[metric].to_numpy()) if i != best]
-        n, ci = interval[(metric, "n")].iloc[best], interval[(metric, "ci")].iloc[best]
-        lead = (
-            f"{metric}: {_label(leader)} leads ({means[best]:.3f}, "
-            f"{'higher' if higher else 'lower'} is better)"
-        )
-        if n < 2 or pd.isna(ci):
-            lines.append(f"{lead}; one run per group, so no spread to judge the gap by.")
-        elif tied:
-            lines.append(
-                f"{lead}, but within the 95% interval of {', '.join(_label(t) for t in tied)}: "
-                "not a clear lead."
-            )
-        else:
-            lines.append(f"{lead}, and its 95% interval over seeds overlaps no other group's.")
-    if lines:
-        doc.bullets(lines)
-    else:
+        ranked = hypothesis.ordering(values, higher_is_better=bool(higher_is_better(metric)))
+        orderings[metric] = (ranked.groups, list(ranked.steps))
+    if not orderings:
         skipped.append("answer: no metric with a known direction and two groups")
+        return
+    # Holm across the cells of the table: the question's steps as one family, the rest as another
+    for family in (asked, others):
+        steps = [s for m in family if m in orderings for s in orderings[m][1]]
+        adjusted = iter(hypothesis.holm_table(steps))
+        for m in family:
+            if m in orderings:
+                orderings[m] = (orderings[m][0], [next(adjusted) for _ in orderings[m][1]])
+    how = {None: "runs", "params.seed": "seeds", "params.upstream.seed": "upstream seeds"}
+    doc.paragraph(
+        f"Each step of a ranking is a one-sided t-test over {how[replicate]} (paired where two "
+        f"groups share them, Welch otherwise), Holm-corrected across the steps of "
+        f"{'the question' if asked else 'all'} metrics; '>' / '<': significant at {alpha:g}, "
+        f"'≥' / '≤': not (n.s.)."
+    )
+    lines, rows = [], []
+    for metric, (groups, steps) in orderings.items():
+        higher = bool(higher_is_better(metric))
+        strict, weak = (">", "≥") if higher else ("<", "≤")
+        text = [groups[0]]
+        for step in steps:
+            significant = not np.isnan(step.p_holm) and step.p_holm <= alpha
+            p = "n/a" if np.isnan(step.p_holm) else f"{step.p_holm:.2g}"
+            text.append(f"{strict} {step.b} (p={p})" if significant else f"{weak} {step.b} (p={p}, n.s.)")
+            rows.append({
+                "metric": metric, "step": f"{step.a} vs {step.b}", "test": step.test,
+                "n": f"{step.n_a}, {step.n_b}", "difference [95% CI]":
+                f"{step.diff:+.4g} [{step.ci_low:.3g}, {step.ci_high:.3g}]",
+                "effect": f"{step.effect:.3g}", "p": f"{step.p:.2g}", "p (Holm)": p,
+            })  # fmt: skip
+        n_sig = sum(not np.isnan(s.p_holm) and s.p_holm <= alpha for s in steps)
+        verdict = "every step significant" if n_sig == len(steps) else (
+            f"{n_sig} of {len(steps)} steps significant")  # fmt: skip
+        prefix = "asked: " if metric in asked else ""
+        lines.append(
+            f"{prefix}{metric} ({'higher' if higher else 'lower'} is better): "
+            f"{' '.join(text)}; {verdict} at {alpha:g}."
+        )
+    contrasts = [c for d in designs.values() for c in d.contrasts]
+    if contrasts and asked:
+        lines = _contrasts(runs, by, asked, contrasts, replicate, alpha) + lines
+    doc.bullets(lines)
+    doc.table(pd.DataFrame(rows).set_index("metric"), "each step of the rankings above")
+    if not asked:
+        skipped.append("answer: the study declares no question metrics (question: {metrics: [...]})")
+
+
+def _contrasts(runs, by, metrics, contrasts, replicate, alpha) -> list[str]:
+    """The question's own comparisons (first group better than the second), Holm-corrected
+    across every (metric, pair) cell, each stated as significant or not."""
+    cells: list[tuple[str, hypothesis.Comparison | str]] = []
+    for metric in metrics:
+        alternative = "greater" if higher_is_better(metric) else "less"
+        values = stats.group_values(runs, by, metric, replicate)
+        for a, b in contrasts:
+            missing = [g for g in (a, b) if g not in values]
+            if missing:
+                cells.append((metric, f"{a} vs {b}: no group {', '.join(missing)} in the runs"))
+            else:
+                test = hypothesis.compare(values[a], values[b], alternative=alternative, names=(a, b))
+                cells.append((metric, test))
+    adjusted = iter(hypothesis.holm_table([t for _, t in cells if not isinstance(t, str)]))
+    return [
+        f"asked: {metric}: {t if isinstance(t, str) else hypothesis.describe(next(adjusted), alpha)}"
+        for metric, t in cells
+    ]
 
 
 def _scores(doc, interval, marks, metrics, out: Path, written: list[Path]) -> None:

@@ -183,6 +183,9 @@ class Design:
     family: str
     swept: tuple[str, ...]  # sweep axes (and ``upstream`` for probes), the seed included
     seed: str = "seed"
+    question: tuple[str, ...] = ()  # the metrics the study's question is about (``question:``)
+    alpha: float = 0.05  # the level its answer tests at
+    contrasts: tuple[tuple[str, str], ...] = ()  # pairs of groups: the first better than the second
 
     @property
     def factors(self) -> tuple[str, ...]:
@@ -198,6 +201,9 @@ def study_design(client: MlflowClient, study: str) -> Design:
     launches = client.search_runs([experiment.experiment_id], "tags.role = 'launch'")
     swept: list[str] = []
     description, family = "", ""
+    question: tuple[str, ...] = ()
+    alpha = 0.05
+    contrasts: tuple[tuple[str, str], ...] = ()
     for launch in sorted(launches, key=lambda r: r.info.start_time):
         try:
             with tempfile.TemporaryDirectory() as directory:
@@ -207,11 +213,16 @@ def study_design(client: MlflowClient, study: str) -> Design:
             continue
         description = spec.get("description") or description
         family = spec.get("family") or family
+        asked = spec.get("question") or {}
+        question = tuple(asked.get("metrics") or question)
+        alpha = float(asked.get("alpha", alpha))
+        contrasts = tuple(tuple(map(str, c)) for c in asked.get("contrasts") or contrasts)
         axes = list((spec.get("sweep") or {}).keys())
         if spec.get("resolved_source"):
             axes.insert(0, "upstream")
         swept += [a for a in axes if a not in swept]
-    return Design(study, description, family, tuple(swept))
+    return Design(study, description, family, tuple(swept), question=question, alpha=alpha,
+                  contrasts=contrasts)
 
 
 def load_studies(

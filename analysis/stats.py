@@ -193,6 +193,44 @@ def format_table(
     return "\n".join(lines) + "\n"
 
 
+# -- values per group and replicate, for the hypothesis tests -----------------------------------
+
+REPLICATES = ("params.seed", "params.upstream.seed")
+
+
+def replicate_column(runs: pd.DataFrame) -> str | None:
+    """What replicates a group: its own seed if the runs vary it, else (probes trained with one
+    seed) the seed of the upstream model; None: runs are the replicates."""
+    for column in REPLICATES:
+        if column in runs and runs[column].nunique(dropna=True) > 1:
+            return column
+    return None
+
+
+def group_values(
+    runs: pd.DataFrame, by: list[str], metric: str, replicate: str | None = None
+) -> dict[str, pd.Series]:
+    """Per group (its label, the ``by`` values joined by " / "), the metric per replicate: the mean
+    over the group's runs of that replicate (e.g. over the tasks of single-task models, or over
+    a probe's upstream models), so groups that share replicates can be compared pairwise."""
+    column = _column(metric, "metrics")
+    group_columns = [_column(b, "params") for b in by]
+    _require(runs, [column, *group_columns])
+    scored = runs.dropna(subset=[column])
+    out: dict[str, pd.Series] = {}
+    if not group_columns:
+        return out
+    for key, frame in scored.groupby(group_columns, dropna=False, sort=True):
+        parts = key if isinstance(key, tuple) else (key,)
+        label = " / ".join(short_key(p) for p in parts if not pd.isna(p)) or "-"
+        if replicate is not None and replicate in frame:
+            values = frame.groupby(replicate)[column].mean()
+        else:
+            values = frame[column].reset_index(drop=True)
+        out[label] = values.astype(float)
+    return out
+
+
 # -- the multi-task paper's single-task row -----------------------------------------------------
 
 

@@ -451,6 +451,9 @@ def reproduce(
     report_only: Annotated[
         bool, typer.Option("--report-only", help="Write the report from what MLflow holds")
     ] = False,
+    chain_file: Annotated[
+        Path | None, typer.Option("--chain", help="A chain YAML of your own (default: the paper's)")
+    ] = None,
 ) -> None:
     """Run a paper's chain of studies in order (skipping finished steps, resuming cut ones), then
     write the reproduction report: our numbers beside the paper's and a verdict per finding."""
@@ -458,7 +461,9 @@ def reproduce(
     from .reproduce import chain_path, load_chain, run_steps
 
     try:
-        chain, steps = load_chain(chain_path(paper, scale))
+        chain, steps = load_chain(chain_file or chain_path(paper, scale))
+        if chain.paper != paper:
+            raise SpecError(f"{chain_file}: paper: {chain.paper!r}, not {paper!r}")
     except SpecError as err:
         _fail(str(err))
     uri = tracking.resolve_tracking_uri(tracking_uri)

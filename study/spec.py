@@ -198,6 +198,9 @@ class Question(BaseModel):
     """Final metrics (outputs, e.g. ``dci_disentanglement``) the question is about."""
     alpha: float = Field(default=0.05, gt=0, lt=1)
     """Significance level of the answer's tests (after Holm's correction)."""
+    contrasts: list[tuple[str, str]] = Field(default_factory=list)
+    """Pairs of groups (as the report labels them, e.g. ``[multi_head, single_task]``) the
+    question is about: the first is tested better than the second on each metric."""
 
     @field_validator("metrics")
     @classmethod

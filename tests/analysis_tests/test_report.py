@@ -74,8 +74,8 @@ def test_report_numbers_sections_and_a_self_contained_page(tmp_path):
                     "Skipped"):  # fmt: skip
         assert section in page, section
     assert page.count("data:image/png;base64,") >= 4  # bars, heatmap, violins, curves
-    # the answer: beta 4 leads on MIG and its interval overlaps no other group's
-    assert "mig: 4 leads" in page and "overlaps no other group" in page
+    # the answer: beta 4 ahead of beta 1 on MIG by 0.3 on every seed (paired: no spread, p = 0)
+    assert "mig (higher is better): 4 &gt; 1 (p=0); every step significant at 0.05" in page
     # the scores table: mean ± std over seeds, as pandas computes it
     frame = pd.DataFrame([(b, s, _mig(b, s)) for b in BETAS for s in SEEDS], columns=["b", "s", "m"])
     expected = frame.groupby("b")["m"].agg(["mean", "std"])
@@ -89,6 +89,36 @@ def test_report_numbers_sections_and_a_self_contained_page(tmp_path):
     scores = pd.read_csv(tmp_path / "out" / "scores.csv", index_col=0)
     half = scipy_stats.t.ppf(0.975, 2) * 0.01 / np.sqrt(3)
     assert scores.loc[4, "mig_ci"] == pytest.approx(half) and scores.loc[4, "mig_n"] == 3
+
+
+def test_the_answer_tests_the_questions_contrasts_against_scipy(tmp_path):
+    uri, client = _store(tmp_path)
+    # a noisy metric the question asks about: beta 4 ahead by 0.05, seed noise shared by both
+    noise = {0: 0.0, 1: 0.03, 2: -0.01}
+    extra = {(1, 0): 0.004, (1, 1): -0.01, (1, 2): 0.012, (4, 0): -0.006, (4, 1): 0.008, (4, 2): 0.0}
+    experiment = client.get_experiment_by_name("toy").experiment_id
+    for run in client.search_runs([experiment], "tags.role = 'trial'"):
+        beta, seed = int(run.data.params["beta"]), int(run.data.params["seed"])
+        value = 0.2 + (0.05 if beta == 4 else 0.0) + noise[seed] + extra[(beta, seed)]
+        client.log_metric(run.info.run_id, "sap", value)
+    launch = client.search_runs([experiment], "tags.role = 'launch'")[0]
+    spec = {"name": "toy", "family": "vae", "sweep": {"beta": list(BETAS), "seed": list(SEEDS)},
+            "question": {"metrics": ["sap", "mig"], "contrasts": [["4", "1"]], "alpha": 0.05}}
+    client.log_text(launch.info.run_id, yaml.safe_dump(spec), "config.yaml")
+    write_report(uri, "toy", tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    answer = md.split("## The answer", 1)[1].split("## Scores", 1)[0]
+    sap = {b: [0.2 + (0.05 if b == 4 else 0) + noise[s] + extra[(b, s)] for s in SEEDS] for b in BETAS}
+    p_sap = scipy_stats.ttest_rel(sap[4], sap[1], alternative="greater").pvalue
+    # Holm over the question's two cells (sap, mig): mig's p is 0 (a constant 0.3 lead), so
+    # sap's is the larger, multiplied by 1
+    line = next(x for x in answer.splitlines() if x.startswith("- asked: sap: "))
+    assert f"4 > 1: {np.mean(sap[4]) - np.mean(sap[1]):+.3g}" in line and "paired t(2)" in line
+    assert f"p_holm = {p_sap:.2g}" in line and "significant at 0.05" in line
+    # the question's metrics lead the answer, the others follow
+    bullets = [line for line in answer.splitlines() if line.startswith("- ")]
+    assert bullets[0].startswith("- asked: sap") and bullets[1].startswith("- asked: mig")
+    assert bullets[2].startswith("- asked: sap (higher is better)")
 
 
 def test_report_correlation_and_variance_against_scipy(tmp_path):

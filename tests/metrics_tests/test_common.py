@@ -12,7 +12,8 @@ from trainables.metrics import METRICS, GridCodes, MetricInput, get_metric, run_
 SIZES = (3, 4, 5)
 USES_FACTORS = set(METRICS) - {"unsupervised"}
 PERMUTATION_INVARIANT = {
-    "mig", "sap", "sap_continuous", "modularity", "unsupervised", "irs", "infomec"
+    "mig", "sap", "sap_continuous", "modularity", "unsupervised", "irs", "infomec",
+    "spearman_match",
 }
 assert PERMUTATION_INVARIANT <= set(METRICS)
 

@@ -43,6 +43,7 @@ def chain(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("chain")
     upstream = _run(
         cwd, CHAIN / "41_multitask.yaml", VIEW, *SMALL, "fixed.epochs=2", "fixed.n_tasks=3",
+        "fixed.task_index=0",  # one single-task model: the runs below are keyed by variant
         "sweep={variant: [multi_head, single_task, random], seed: [0]}",
     )  # fmt: skip
     assert upstream.returncode == 0, upstream.stdout[-2000:] + upstream.stderr[-2000:]

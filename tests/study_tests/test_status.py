@@ -21,7 +21,11 @@ QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 def _launch(
     storage: Path, status: str | None, minutes_ago: float = 10.0, extends=(), scale: float = 1.0
 ) -> Path:
-    spec = parse_spec(yaml.safe_load(QUICKSTART.read_text()))  # 8 trials
+    raw = yaml.safe_load(QUICKSTART.read_text())
+    raw["fixed"]["task_index"] = 0  # one single-task model: 4 variants x 2 seeds = 8 trials
+    raw["sweep"]["seed"] = [0, 1]
+    spec = parse_spec(raw)
+    assert spec.n_trials == 8
     stamp = time.strftime(LAUNCH_STAMP, time.localtime(time.time() - 60 * minutes_ago))
     folder = storage / f"quickstart_{stamp}"
     folder.mkdir(parents=True)

@@ -30,6 +30,7 @@ from . import modularity as _modularity
 from . import sap as _sap
 from . import spearman_match as _spearman_match
 from . import unsupervised as _unsupervised
+from ._checks import check_codes_factors
 from ._sources import CodeSource, EncodedDataset, GridCodes, grid_covered
 
 MODES = ("reference", "fast")
@@ -196,7 +197,9 @@ def _dci_es_eval(x: MetricInput) -> dict[str, float]:
 
 
 def _spearman_match_eval(x: MetricInput) -> dict[str, float]:
-    # On the test codes, as the paper's Table 7 (its representations of the test splits).
+    # On the test codes, as the paper's Table 7 (its representations of the test splits); the
+    # train split is checked too, so a NaN anywhere in what was scored is an error.
+    check_codes_factors(x.codes_train, x.factors_train)
     match = _spearman_match.spearman_match(
         x.codes_test, x.factors_test, **x.options.get("spearman_match", {})
     )

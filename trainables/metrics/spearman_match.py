@@ -14,6 +14,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats
 
+from ._checks import check_codes_factors
+
 
 class SpearmanMatch(NamedTuple):
     factors_found: int
@@ -35,7 +37,7 @@ def spearman_match(codes: np.ndarray, factors: np.ndarray, *, alpha: float = 0.0
         alpha: A match needs the correlation's two-sided p-value below this.
 
     Returns:
-        ``SpearmanMatch``; constant codes or factors correlate with nothing.
+        ``SpearmanMatch``; a constant code correlates with nothing.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -43,14 +45,9 @@ def spearman_match(codes: np.ndarray, factors: np.ndarray, *, alpha: float = 0.0
         >>> spearman_match(factors[:, ::-1].astype(float), factors).factors_found
         2
     """
-    codes = np.asarray(codes, dtype=float)
-    factors = np.asarray(factors)
-    if codes.ndim != 2 or factors.ndim != 2 or len(codes) != len(factors):
-        raise ValueError(f"codes {codes.shape} and factors {factors.shape} must be (n, *) alike")
+    codes, factors = check_codes_factors(codes, factors)
     if len(codes) < 3:
         raise ValueError("Spearman correlation needs at least 3 samples")
-    if not np.isfinite(codes).all():
-        raise ValueError("codes contain NaN or infinity")
     n_codes, n_factors = codes.shape[1], factors.shape[1]
     rho = np.zeros((n_codes, n_factors))
     p = np.ones((n_codes, n_factors))
