@@ -239,8 +239,10 @@ def m7_per_task_error(runs, dataset, alpha=0.05) -> Verdict:
 
 
 def m11_spearman(runs, dataset, alpha=0.05) -> Verdict:
-    claim = "code dimensions matched to factors by Spearman correlation correlate more strongly " \
+    claim = (
+        "code dimensions matched to factors by Spearman correlation correlate more strongly "
         "for multi-head than single-task encoders"
+    )
     rule = f"spearman_rho multi-head > single-task mean, one-sided paired t at {alpha}"
     if runs is None or _metric(runs, "spearman_rho") is None:
         return _not_comparable(
@@ -277,7 +279,9 @@ def m9_decoders(runs, dataset, alpha=0.05) -> Verdict:
     if metric is None:
         return _not_comparable("M9", dataset, claim, "Table 4", rule, "no reconstruction error")
     seeds = runs.assign(**{SEED: runs["params.upstream.seed"]})
-    values = {v: per_seed(seeds, metric, {column: v}) for v in ("multi_head", "single_task", "random")}
+    values = {
+        v: per_seed(seeds, metric, {column: v}) for v in ("multi_head", "single_task", "random")
+    }
     if any(len(v) == 0 for v in values.values()):
         return _not_comparable("M9", dataset, claim, "Table 4", rule, "a variant has no decoder")
     tests = ht.holm_table([
@@ -373,7 +377,9 @@ def w1_relation_accuracy(runs, dataset, alpha=0.05) -> Verdict:
         acc, acc_ok = accuracy[v], accuracy[v].mean() >= 0.6
         taken = accepted.get(v, pd.Series(dtype=float))
         floor = 10 * float(chance[v].mean()) if v in chance else math.nan
-        test = ht.compare(acc, pd.Series([floor] * len(acc), index=acc.index), alternative="greater")
+        test = ht.compare(
+            acc, pd.Series([floor] * len(acc), index=acc.index), alternative="greater"
+        )
         above = not math.isnan(floor) and test.p <= alpha
         accepted_ok = len(taken) > 0 and taken.mean() >= 0.9
         ok &= acc_ok and above and accepted_ok
@@ -396,7 +402,12 @@ def w2_constant_accuracy(runs, dataset, alpha=0.05) -> Verdict:
     c = ht.compare(accuracy["v3"], accuracy["v2"], names=("v3", "v2"))
     ok = abs(c.diff) <= 0.10
     return Verdict(
-        "W2", dataset, claim, "Table 1", rule, REPRODUCED if ok else NOT_REPRODUCED,
+        "W2",
+        dataset,
+        claim,
+        "Table 1",
+        rule,
+        REPRODUCED if ok else NOT_REPRODUCED,
         ht.describe(c, alpha),
     )
 
@@ -424,7 +435,12 @@ def w4_converted_scores(runs, dataset, alpha=0.05) -> Verdict:
         )
     lines = [f"{v}: DCI {dci[v].mean():.3f}, MIG {mig[v].mean():.3f}" for v in dci if v in mig]
     return Verdict(
-        "W4", dataset, claim, "Table 2", rule, REPRODUCED if ok else NOT_REPRODUCED,
+        "W4",
+        dataset,
+        claim,
+        "Table 2",
+        rule,
+        REPRODUCED if ok else NOT_REPRODUCED,
         "\n".join(lines),
     )
 
@@ -437,7 +453,11 @@ ENCODER_CHECKS: tuple[Check, ...] = (
     m4_multi_over_one_head, m5_one_head_over_single, m6_random_not_over_single,
     m7_per_task_error, m11_spearman,
 )  # fmt: skip
-MODULAR_CHECKS: tuple[Check, ...] = (w1_relation_accuracy, w2_constant_accuracy, w4_converted_scores)
+MODULAR_CHECKS: tuple[Check, ...] = (
+    w1_relation_accuracy,
+    w2_constant_accuracy,
+    w4_converted_scores,
+)
 
 
 def multitask_verdicts(roles: dict[str, pd.DataFrame], dataset: str, alpha=0.05) -> list[Verdict]:

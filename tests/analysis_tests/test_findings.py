@@ -137,9 +137,13 @@ def _decoders(errors: dict[str, float]) -> pd.DataFrame:
 
 
 def test_decoders_pair_by_the_upstream_seed():
-    good = fd.m9_decoders(_decoders({"multi_head": 40, "single_task": 300, "random": 310}), "dsprites")
+    good = fd.m9_decoders(
+        _decoders({"multi_head": 40, "single_task": 300, "random": 310}), "dsprites"
+    )
     assert good.verdict == fd.REPRODUCED and "paired t" in good.evidence
-    bad = fd.m9_decoders(_decoders({"multi_head": 320, "single_task": 300, "random": 310}), "dsprites")
+    bad = fd.m9_decoders(
+        _decoders({"multi_head": 320, "single_task": 300, "random": 310}), "dsprites"
+    )
     assert bad.verdict == fd.NOT_REPRODUCED
 
 

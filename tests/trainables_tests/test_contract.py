@@ -73,6 +73,19 @@ def test_defaults_validate_and_unknown_keys_fail(name):  # no data: probes defau
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_expansions_are_valid_trials_of_the_family(name):
+    # What a grid combination stands for (Trainer.expand): each entry, added to the defaults'
+    # params, must be a valid config, and expanding is deterministic.
+    family = FAMILIES[name]
+    params = {k: v for k, v in family.Config().model_dump().items() if k != "task_index"}
+    extras = family.expand(params)
+    assert extras and extras == family.expand(params)
+    for extra in extras:
+        assert isinstance(extra, dict)
+        family.Config(**{**params, **extra})
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_short_fit_reports_finite_losses_saves_model_and_pictures(name, data, tmp_path):
     cfg = _config(name, pictures=True)
     ctx = LocalContext(tmp_path)
