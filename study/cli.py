@@ -486,8 +486,12 @@ def reproduce(
     except _user_errors() as err:
         _fail(str(err).strip("'\""))
     for verdict in verdicts:
-        console.print(f"{verdict.id} {verdict.verdict}: {verdict.claim}", markup=False)
-    console.print(f"reproduction report: {written[0]} (and {len(written) - 1} more files in {out})")
+        line = f"{verdict.id} ({verdict.dataset}) {verdict.verdict}: {verdict.claim}"
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"reproduction report: {written[0]} (and {len(written) - 1} more files in {out})",
+        markup=False, highlight=False, soft_wrap=True,
+    )  # fmt: skip
 
 
 @app.command(name="list")
