@@ -88,6 +88,8 @@ def load_roles(steps, tracking_uri: str) -> dict[str, dict[str, pd.DataFrame]]:
 def _fmt(mean: float, sd: float = math.nan, digits: int = 3) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
+    if float(mean).is_integer() and (sd is None or math.isnan(sd)):
+        return f"{int(mean):,}"  # a count (combinations, labels, factors found in one run)
     text = f"{mean:.{digits}f}" if abs(mean) < 1000 else f"{mean:.0f}"
     return text if sd is None or math.isnan(sd) else f"{text} ± {sd:.{digits}f}"
 
