@@ -106,6 +106,24 @@ def _paper_cell(paper: pd.DataFrame, **keys) -> str:
     return _fmt(float(row["value"]))
 
 
+def _paper(paper: str, table_id: str, dataset: str) -> pd.DataFrame:
+    """The paper's rows of one table for one dataset."""
+    rows = paper_values.table(paper, table_id)
+    return rows[rows["dataset"] == dataset]
+
+
+def _frame(rows: dict, index_name: str) -> pd.DataFrame:
+    """Rows (a dict of dicts: group -> column -> cell) as a table whose index says what it is."""
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = index_name
+    return frame
+
+
+def _column(runs: pd.DataFrame, metric: str) -> pd.Series:
+    """A metric's column, empty where the runs do not have it."""
+    return runs.get(f"metrics.{metric}", pd.Series(dtype=float))
+
+
 def _ours(values: pd.Series) -> str:
     values = values.dropna()
     if values.empty:
@@ -116,8 +134,7 @@ def _ours(values: pd.Series) -> str:
 def table5(encoders: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Table 5's grouping: per variant the mean ± sd over seeds; single-task as the mean, max
     and min over tasks (each task averaged over its seeds); the paper's cell beside ours."""
-    paper = paper_values.table("multitask", "table5")
-    paper = paper[paper["dataset"] == dataset]
+    paper = _paper("multitask", "table5", dataset)
     rows = {}
     for group in GROUPS_T5:
         row = {}
@@ -138,14 +155,11 @@ def table5(encoders: pd.DataFrame, dataset: str) -> pd.DataFrame:
                     ours = _ours(findings.per_seed(encoders, metric, {findings.VARIANT: group}))
             row[metric] = f"{ours} | {_paper_cell(paper, group=group, metric=metric)}"
         rows[group] = row
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "group (ours | paper)"
-    return frame
+    return _frame(rows, "group (ours | paper)")
 
 
 def table7(encoders: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    paper = paper_values.table("multitask", "table7")
-    paper = paper[paper["dataset"] == dataset]
+    paper = _paper("multitask", "table7", dataset)
     rows = {}
     for variant in ("multi_head", "single_task"):
         rows[variant] = {
@@ -153,9 +167,7 @@ def table7(encoders: pd.DataFrame, dataset: str) -> pd.DataFrame:
             f"{_paper_cell(paper, group=variant, metric=metric)}"
             for metric in ("spearman_factors", "spearman_rho")
         }
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "encoder (ours | paper)"
-    return frame
+    return _frame(rows, "encoder (ours | paper)")
 
 
 def tables8_10(encoders: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -178,62 +190,50 @@ def tables8_10(encoders: pd.DataFrame, dataset: str) -> pd.DataFrame:
                 paper, group="single_task", metric="mse_task", task=task, trained_on=task
             ),
         }
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "task"
-    return frame
+    return _frame(rows, "task")
 
 
 def table4(decoders: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    paper = paper_values.table("multitask", "table4")
-    paper = paper[paper["dataset"] == dataset]
+    paper = _paper("multitask", "table4", dataset)
     metric = "reconstruction_sse" if dataset == "dsprites" else "reconstruction_mse"
     rows = {}
     for variant in ("multi_head", "random", "single_task"):
         mine = decoders[decoders.get("params.upstream.variant") == variant]
         rows[variant] = {
-            f"{metric} (ours)": _ours(mine.get(f"metrics.{metric}", pd.Series(dtype=float))),
+            f"{metric} (ours)": _ours(_column(mine, metric)),
             f"{metric} (paper)": _paper_cell(paper, group=variant, metric=metric),
         }
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "encoder"
-    return frame
+    return _frame(rows, "encoder")
 
 
 def table1(heads: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    paper = paper_values.table("multitask", "table1")
-    paper = paper[paper["dataset"] == dataset]
+    paper = _paper("multitask", "table1", dataset)
     rows = {}
     for family in ("ground_truth", "ae", "vae", "factor_vae"):
         mine = heads[heads.get("params.upstream.family") == family]
         rows[family] = {
-            "rmse, standardised (ours)": _ours(mine.get("metrics.rmse", pd.Series(dtype=float))),
-            "rmse, raw (ours)": _ours(mine.get("metrics.rmse_raw", pd.Series(dtype=float))),
+            "rmse, standardised (ours)": _ours(_column(mine, "rmse")),
+            "rmse, raw (ours)": _ours(_column(mine, "rmse_raw")),
             "rmse, raw (paper)": _paper_cell(paper, group=family, metric="rmse"),
         }
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "source of the codes"
-    return frame
+    return _frame(rows, "source of the codes")
 
 
 def table6(autoencoders: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    paper = paper_values.table("multitask", "table6")
-    paper = paper[paper["dataset"] == dataset]
+    paper = _paper("multitask", "table6", dataset)
     rows = {}
     for family in ("ae", "vae", "factor_vae"):
         mine = autoencoders[autoencoders.get("tags.family") == family]
         rows[family] = {
-            metric: f"{_ours(mine.get(f'metrics.{metric}', pd.Series(dtype=float)))} | "
+            metric: f"{_ours(_column(mine, metric))} | "
             f"{_paper_cell(paper, group=family, metric=metric)}"
             for metric in findings.TABLE5_METRICS
         }
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "auto-encoder (ours | paper)"
-    return frame
+    return _frame(rows, "auto-encoder (ours | paper)")
 
 
 def modular_table1(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    paper = paper_values.table("modular", "table1")
-    paper = paper[paper["dataset"] == dataset]
+    paper = _paper("modular", "table1", dataset)
     rows = {}
     for version in sorted(paper["version"].dropna().unique()):
         mine = runs[runs.get(findings.SUBSET) == version]
@@ -241,13 +241,9 @@ def modular_table1(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
             "combinations (paper)": _paper_cell(
                 paper, version=version, metric="factor_combinations"
             ),
-            "relation_accuracy (ours)": _ours(
-                mine.get("metrics.relation_accuracy", pd.Series(dtype=float))
-            ),
-            "relation_accepted (ours)": _ours(
-                mine.get("metrics.relation_accepted", pd.Series(dtype=float))
-            ),
-            "chance (ours)": _ours(mine.get("metrics.relation_chance", pd.Series(dtype=float))),
+            "relation_accuracy (ours)": _ours(_column(mine, "relation_accuracy")),
+            "relation_accepted (ours)": _ours(_column(mine, "relation_accepted")),
+            "chance (ours)": _ours(_column(mine, "relation_chance")),
             "relation_accuracy (paper)": _paper_cell(
                 paper, version=version, group="modular", metric="relation_accuracy"
             ),
@@ -255,9 +251,7 @@ def modular_table1(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
                 paper, version=version, group="previous_work", metric="relation_accuracy"
             ),
         }
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "version"
-    return frame
+    return _frame(rows, "version")
 
 
 def modular_table2(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -267,15 +261,12 @@ def modular_table2(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     for version in sorted(runs.get(findings.SUBSET, pd.Series(dtype=str)).dropna().unique()):
         mine = runs[runs[findings.SUBSET] == version]
         rows[f"ours, {version}"] = {
-            m: _ours(mine.get(f"metrics.converted_{m}", pd.Series(dtype=float)))
-            for m in ("dci_disentanglement", "mig", "sap")
+            m: _ours(_column(mine, f"converted_{m}")) for m in ("dci_disentanglement", "mig", "sap")
         }
     rows["paper (version not stated)"] = {
         m: _paper_cell(paper, metric=m) for m in ("dci_disentanglement", "mig", "sap")
     }
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "converted codes"
-    return frame
+    return _frame(rows, "converted codes")
 
 
 def _note(doc: Document, paper: str, table_id: str) -> None:
@@ -296,8 +287,7 @@ def _bars(encoders: pd.DataFrame, dataset: str) -> bytes | None:
     metrics = [m for m in findings.TABLE5_METRICS if findings._metric(encoders, m)]
     if not metrics:
         return None
-    paper = paper_values.table("multitask", "table5")
-    paper = paper[paper["dataset"] == dataset]
+    paper = _paper("multitask", "table5", dataset)
     variants = [v for v in ("multi_head", "one_head", "single_task", "random")
                 if (encoders[findings.VARIANT] == v).any()]  # fmt: skip
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 3.2), squeeze=False)
