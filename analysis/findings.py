@@ -20,6 +20,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from . import hypothesis as ht
+from . import stats
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
@@ -47,25 +48,22 @@ def _metric(runs: pd.DataFrame, metric: str) -> str | None:
     return column if column in runs and runs[column].notna().any() else None
 
 
-def per_seed(runs: pd.DataFrame, metric: str, where: dict[str, object] | None = None) -> pd.Series:
-    """A group's metric per seed (the mean over its runs of that seed, e.g. over tasks)."""
-    column = f"metrics.{metric}"
-    if column not in runs or SEED not in runs:
-        return pd.Series(dtype=float)
-    mask = pd.Series(True, index=runs.index)
-    for key, value in (where or {}).items():
-        mask &= runs[key].astype(str) == str(value)
-    chosen = runs.loc[mask, [SEED, column]].dropna()
-    return chosen.groupby(SEED)[column].mean().astype(float)
+def groups(
+    runs: pd.DataFrame, column: str, metric: str, replicate: str = SEED
+) -> dict[str, pd.Series]:
+    """Per value of ``params.<column>``, the metric per replicate (``stats.group_values``: the
+    mean over the group's runs of a seed, e.g. over the tasks of single-task models)."""
+    if f"params.{column}" not in runs or _metric(runs, metric) is None:
+        return {}
+    return stats.group_values(runs, [column], metric, replicate)
 
 
 def variant_values(runs: pd.DataFrame, metric: str) -> dict[str, pd.Series]:
     """Per variant of the multi-task encoders, the metric per seed (single-task: over tasks)."""
-    if VARIANT not in runs:
-        return {}
-    variants = [v for v in ("multi_head", "one_head", "single_task", "random")
-                if (runs[VARIANT] == v).any()]  # fmt: skip
-    return {v: per_seed(runs, metric, {VARIANT: v}) for v in variants}
+    values = groups(runs, "variant", metric)
+    return {
+        v: values[v] for v in ("multi_head", "one_head", "single_task", "random") if v in values
+    }
 
 
 def _not_comparable(id_, dataset, claim, source, rule, why) -> Verdict:
@@ -157,7 +155,7 @@ def m3_multi_over_best_single(runs, dataset, alpha=0.05) -> Verdict:
     for metric in TABLE5_METRICS:
         if _metric(runs, metric) is None:
             continue
-        multi = per_seed(runs, metric, {VARIANT: "multi_head"})
+        multi = variant_values(runs, metric).get("multi_head", pd.Series(dtype=float))
         single = runs[runs[VARIANT] == "single_task"]
         if len(multi) < 2 or single.empty or "params.task_index" not in single:
             continue
@@ -278,9 +276,11 @@ def m9_decoders(runs, dataset, alpha=0.05) -> Verdict:
     metric = next((m for m in RECONSTRUCTION if _metric(runs, m)), None)
     if metric is None:
         return _not_comparable("M9", dataset, claim, "Table 4", rule, "no reconstruction error")
-    seeds = runs.assign(**{SEED: runs["params.upstream.seed"]})
+    # decoders train with one seed: the upstream encoders' seeds replicate them
+    by_variant = groups(runs, "upstream.variant", metric, "params.upstream.seed")
     values = {
-        v: per_seed(seeds, metric, {column: v}) for v in ("multi_head", "single_task", "random")
+        v: by_variant.get(v, pd.Series(dtype=float))
+        for v in ("multi_head", "single_task", "random")
     }
     if any(len(v) == 0 for v in values.values()):
         return _not_comparable("M9", dataset, claim, "Table 4", rule, "a variant has no decoder")
@@ -300,10 +300,7 @@ def m9_decoders(runs, dataset, alpha=0.05) -> Verdict:
 
 
 def _head_rmse(runs: pd.DataFrame, metric: str) -> dict[str, pd.Series]:
-    column = "params.upstream.family"
-    if column not in runs:
-        return {}
-    return {f: per_seed(runs, metric, {column: f}) for f in sorted(runs[column].dropna().unique())}
+    return groups(runs, "upstream.family", metric)
 
 
 def m12_ground_truth_not_best(runs, dataset, alpha=0.05) -> Verdict:
@@ -353,9 +350,7 @@ SUBSET = "params.dataset.subset"
 
 
 def _by_version(runs: pd.DataFrame, metric: str) -> dict[str, pd.Series]:
-    if SUBSET not in runs or _metric(runs, metric) is None:
-        return {}
-    return {v: per_seed(runs, metric, {SUBSET: v}) for v in sorted(runs[SUBSET].dropna().unique())}
+    return groups(runs, "dataset.subset", metric)
 
 
 def w1_relation_accuracy(runs, dataset, alpha=0.05) -> Verdict:
@@ -497,4 +492,4 @@ def counts(verdicts: list[Verdict]) -> dict[str, int]:
     return out
 
 
-__all__ = ["Verdict", "VERDICTS", "verdict_table", "counts", "per_seed", "variant_values"]
+__all__ = ["Verdict", "VERDICTS", "verdict_table", "counts", "groups", "variant_values"]

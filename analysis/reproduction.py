@@ -124,6 +124,10 @@ def _column(runs: pd.DataFrame, metric: str) -> pd.Series:
     return runs.get(f"metrics.{metric}", pd.Series(dtype=float))
 
 
+def _variant(runs: pd.DataFrame, metric: str, variant: str) -> pd.Series:
+    return findings.variant_values(runs, metric).get(variant, pd.Series(dtype=float))
+
+
 def _ours(values: pd.Series) -> str:
     values = values.dropna()
     if values.empty:
@@ -145,14 +149,14 @@ def table5(encoders: pd.DataFrame, dataset: str) -> pd.DataFrame:
                 if group.startswith("single_task"):
                     single = encoders[encoders[findings.VARIANT] == "single_task"]
                     if group == "single_task_mean":
-                        ours = _ours(findings.per_seed(single, metric))
+                        ours = _ours(_variant(single, metric, "single_task"))
                     elif not single.empty:
                         per_task = single.groupby("params.task_index")[column].mean()
                         ours = _fmt(
                             float(per_task.max() if group.endswith("max") else per_task.min())
                         )
                 else:
-                    ours = _ours(findings.per_seed(encoders, metric, {findings.VARIANT: group}))
+                    ours = _ours(_variant(encoders, metric, group))
             row[metric] = f"{ours} | {_paper_cell(paper, group=group, metric=metric)}"
         rows[group] = row
     return _frame(rows, "group (ours | paper)")
@@ -163,7 +167,7 @@ def table7(encoders: pd.DataFrame, dataset: str) -> pd.DataFrame:
     rows = {}
     for variant in ("multi_head", "single_task"):
         rows[variant] = {
-            metric: f"{_ours(findings.per_seed(encoders, metric, {findings.VARIANT: variant}))} | "
+            metric: f"{_ours(_variant(encoders, metric, variant))} | "
             f"{_paper_cell(paper, group=variant, metric=metric)}"
             for metric in ("spearman_factors", "spearman_rho")
         }

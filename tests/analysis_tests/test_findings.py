@@ -72,7 +72,7 @@ def test_m1_is_a_paired_test_over_seeds_of_the_single_task_mean(rng):
     single_runs = runs[runs["params.variant"] == "single_task"]
     p = {}
     for metric in fd.TABLE5_METRICS:
-        multi = fd.per_seed(runs, metric, {"params.variant": "multi_head"})
+        multi = fd.variant_values(runs, metric)["multi_head"]
         single = single_runs.groupby("params.seed")[f"metrics.{metric}"].mean().loc[multi.index]
         p[metric] = stats.ttest_rel(multi, single, alternative="greater").pvalue
         if metric == "mig":
