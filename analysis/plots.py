@@ -5,6 +5,7 @@ Each ``plot_*`` / ``picture_panel`` returns a Figure; ``save_png`` writes and cl
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -301,3 +302,13 @@ def save_png(fig, path: str | Path, dpi: int = 120) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def png_bytes(fig, dpi: int = 110) -> bytes:
+    """``fig`` as PNG bytes (to embed in a report), closed to free its memory."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()

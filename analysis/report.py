@@ -11,16 +11,16 @@ What the data cannot support is listed at the end with the reason, instead of si
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from trainables.metrics import higher_is_better
+from trainables.metrics import higher_is_better, selection
 
 from . import hypothesis, plots, stats, tables
+from . import report_analyses as analyses
 from .document import Document
 from .results import (
     Design,
@@ -73,10 +73,10 @@ def write_report(
     marks = stats.best_marks(interval, metrics)
     _answer(doc, runs, designs, interval, metrics, by, skipped)
     _scores(doc, interval, marks, metrics, out, written)
-    _single_task(doc, runs, metrics, skipped)
-    _agreement(doc, runs, metrics, skipped)
-    _variance(doc, runs, designs, metrics, skipped)
-    _transfer(doc, runs, designs, metrics, skipped)
+    analyses.single_task(doc, runs, metrics, skipped)
+    analyses.agreement(doc, runs, metrics, skipped)
+    analyses.variance(doc, runs, designs, metrics, skipped)
+    analyses.transfer(doc, runs, designs, metrics, skipped)
     _figures(doc, runs, summary, metrics, by, skipped)
     _curves(doc, client, runs, by, skipped)
     _pictures(doc, client, runs, by, metrics, out, skipped)
@@ -300,118 +300,6 @@ def _summary_files(runs, summary, out: Path) -> list[Path]:
     return [out / "summary.csv", out / "runs.csv", out / "summary.md"]
 
 
-def _single_task(doc, runs, metrics, skipped) -> None:
-    if "params.variant" not in runs or not (runs["params.variant"] == "single_task").any():
-        return
-    if "params.task_index" not in runs:
-        skipped.append("single-task table: runs log no task_index")
-        return
-    doc.heading("Single-task models (mean, max and min over the task-specific models)")
-    multitask = runs[runs["params.variant"].notna()]
-    for metric in [m for m in metrics if higher_is_better(m) is not None][:4]:
-        if f"metrics.{metric}" not in multitask or multitask[f"metrics.{metric}"].isna().all():
-            continue
-        table = stats.single_task_summary(multitask, metric).round(3)
-        doc.table(table.astype(str), f"{metric}")
-
-
-def _agreement(doc, runs, metrics, skipped) -> None:
-    # a rank correlation over fewer than three runs is +-1 by construction
-    scored = [
-        m for m in metrics
-        if higher_is_better(m) is not None and runs[f"metrics.{m}"].notna().sum() >= 3
-    ]  # fmt: skip
-    if len(scored) < 2 or len(runs) < 3:
-        skipped.append("metric agreement: needs two metrics and three runs")
-        return
-    matrices = stats.metric_rank_correlation(runs, scored)
-    doc.heading("Do the metrics agree? (Spearman rank correlation over runs)")
-    for name, matrix in matrices.items():
-        if matrix.shape[0] < 2:
-            skipped.append(f"metric agreement ({name}): fewer than two metrics vary")
-            continue
-        doc.table(matrix.round(2).astype(str).rename_axis("metric"), f"dataset {name}")
-        doc.figure(
-            _png(plots.plot_correlation_heatmap(matrix, f"Spearman, {name}")),
-            f"correlation_{name}.png",
-            f"Rank correlation between metrics ({name})",
-        )
-
-
-def _hyperparameters(runs, designs) -> list[str]:
-    names = []
-    for design in designs.values():
-        for factor in design.factors:
-            if factor != "upstream" and f"params.{factor}" in runs:
-                if runs[f"params.{factor}"].nunique() > 1 and factor not in names:
-                    names.append(factor)
-    return names
-
-
-def _seeds(runs, designs) -> int:
-    seed = next(iter(designs.values())).seed
-    return runs[f"params.{seed}"].nunique() if f"params.{seed}" in runs else 1
-
-
-def _variance(doc, runs, designs, metrics, skipped) -> None:
-    hyper = _hyperparameters(runs, designs)
-    if not hyper or _seeds(runs, designs) < 2:
-        skipped.append("hyperparameter vs seed: needs a swept hyperparameter and two seeds")
-        return
-    rows = []
-    method = "tags.family"
-    for parameter in hyper:
-        for metric in [m for m in metrics if higher_is_better(m) is not None]:
-            table = stats.variance_explained(runs, metric, parameter, method_column=method)
-            table = table[table["n_settings"] >= 2]  # methods that did not sweep it say nothing
-            table.insert(0, "metric", metric)
-            rows.append(table)
-    frame = pd.concat(rows, ignore_index=True).set_index(["metric", "method"])
-    if frame.empty:
-        skipped.append("hyperparameter vs seed: no method ran two settings of a hyperparameter")
-        return
-    doc.heading("How much does the hyperparameter explain, and how much the seed?")
-    doc.table(
-        frame.round(3).astype(str),
-        "eta squared: the share of a metric's variance between "
-        "settings of the hyperparameter; seed_share: the rest (within settings)",
-    )
-
-
-def _transfer(doc, runs, designs, metrics, skipped) -> None:
-    """Per study: settings are only comparable within the study that swept them."""
-    shown = False
-    for design in designs.values():
-        own = runs[runs["tags.study"] == design.study] if "tags.study" in runs else runs
-        hyper = _hyperparameters(own, {design.study: design})
-        scored = [
-            m for m in metrics
-            if higher_is_better(m) is not None and own[f"metrics.{m}"].notna().any()
-        ]  # fmt: skip
-        if not hyper or len(scored) < 2 or _seeds(own, {design.study: design}) < 2:
-            skipped.append(
-                f"selection transfer ({design.study}): needs a swept hyperparameter, two metrics "
-                "and two seeds"
-            )
-            continue
-        if not shown:
-            doc.heading("Does choosing a setting by one metric transfer to another?")
-            shown = True
-        settings = [f"params.{h}" for h in hyper]
-        frame = pd.DataFrame(index=scored, columns=scored, dtype=float)
-        for select in scored:
-            for target in scored:
-                frame.loc[select, target] = stats.selection_transfer(
-                    own, select, target, settings, seed_column=f"params.{design.seed}"
-                )
-        doc.table(
-            frame.round(2).astype(str).rename_axis("chosen by"),
-            f"{design.study}: rows, the metric a setting ({', '.join(hyper)}) is chosen by on one "
-            "seed; columns, the probability it does at least as well as a random setting on that "
-            "metric, averaged over the other seeds",
-        )
-
-
 def _figures(doc, runs, summary, metrics, by, skipped) -> None:
     doc.heading("Figures")
     panels = plots.bar_panels(
@@ -419,7 +307,7 @@ def _figures(doc, runs, summary, metrics, by, skipped) -> None:
     )
     if panels:
         doc.figure(
-            _png(plots.plot_bar_panels(panels, "mean ± std per group")),
+            plots.png_bytes(plots.plot_bar_panels(panels, "mean ± std per group")),
             "scores.png",
             "Scores per group, one panel per metric scale",
         )
@@ -430,7 +318,7 @@ def _figures(doc, runs, summary, metrics, by, skipped) -> None:
         groups = plots.violin_groups(runs, first, by)
         if groups:
             doc.figure(
-                _png(plots.plot_violins(groups, first, f"{first} per group")),
+                plots.png_bytes(plots.plot_violins(groups, first, f"{first} per group")),
                 f"violins_{first}.png",
                 f"Distribution of {first} over each group's runs",
             )
@@ -453,7 +341,7 @@ def _curves(doc, client, runs, by, skipped) -> None:
         group = _label(tuple(run.get(f"params.{b}") for b in by)) if by else "all"
         curves.setdefault(group, {})[run["run_id"][:8]] = [(m.step, m.value) for m in history]
     doc.figure(
-        _png(plots.plot_learning_curves(curves, f"{key} per run", ylabel=key)),
+        plots.png_bytes(plots.plot_learning_curves(curves, f"{key} per run", ylabel=key)),
         "learning_curves.png",
         f"Learning curves ({key}); thick: the group mean",
     )
@@ -471,11 +359,10 @@ def _pictures(doc, client, runs, by, metrics, out: Path, skipped) -> None:
         metric = next((m for m in scored if group[f"metrics.{m}"].notna().any()), None)
         if metric is None:
             continue
-        ranked = group.dropna(subset=[f"metrics.{metric}"])
-        run = ranked.sort_values(f"metrics.{metric}", ascending=not higher_is_better(metric)).iloc[
-            0
-        ]
-        best.append((_label(key), run["run_id"]))
+        mode = "max" if higher_is_better(metric) else "min"
+        values = group[f"metrics.{metric}"]
+        row = selection.best(list(values.index), values.get, mode)
+        best.append((_label(key), group.at[row, "run_id"]))
         used.append(metric)
     first = ", ".join(dict.fromkeys(used))
     folder = out / "pictures"
@@ -490,7 +377,7 @@ def _pictures(doc, client, runs, by, metrics, out: Path, skipped) -> None:
         if not images:
             continue
         doc.figure(
-            _png(
+            plots.png_bytes(
                 plots.picture_panel(
                     images,
                     columns=min(3, len(images)),
@@ -502,12 +389,3 @@ def _pictures(doc, client, runs, by, metrics, out: Path, skipped) -> None:
         )
     if not best:
         skipped.append("pictures: no run with a score to pick by")
-
-
-def _png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buffer.getvalue()

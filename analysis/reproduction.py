@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from . import findings, paper_values
+from . import findings, findings_modular, paper_values
 from .document import Document
 from .results import ResultsError, load_runs, require_store
 
@@ -66,6 +66,12 @@ DEPARTURES = {
 }
 GROUPS_T5 = ("multi_head", "one_head", "single_task_mean", "single_task_max", "single_task_min",
              "random")  # fmt: skip
+
+# Each paper's findings (one function per paper: its chain's frames by role -> verdicts).
+VERDICTS = {
+    "multitask": findings.multitask_verdicts,
+    "modular": findings_modular.modular_verdicts,
+}
 
 
 def load_roles(steps, tracking_uri: str) -> dict[str, dict[str, pd.DataFrame]]:
@@ -240,7 +246,7 @@ def modular_table1(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     paper = _paper("modular", "table1", dataset)
     rows = {}
     for version in sorted(paper["version"].dropna().unique()):
-        mine = runs[runs.get(findings.SUBSET) == version]
+        mine = runs[runs.get(findings_modular.SUBSET) == version]
         rows[version] = {
             "combinations (paper)": _paper_cell(
                 paper, version=version, metric="factor_combinations"
@@ -262,8 +268,8 @@ def modular_table2(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     paper = paper_values.table("modular", "table2")
     paper = paper[(paper["dataset"] == dataset) & (paper["group"] == "modular")]
     rows = {}
-    for version in sorted(runs.get(findings.SUBSET, pd.Series(dtype=str)).dropna().unique()):
-        mine = runs[runs[findings.SUBSET] == version]
+    for version in sorted(runs.get(findings_modular.SUBSET, pd.Series(dtype=str)).dropna().unique()):
+        mine = runs[runs[findings_modular.SUBSET] == version]
         rows[f"ours, {version}"] = {
             m: _ours(_column(mine, f"converted_{m}")) for m in ("dci_disentanglement", "mig", "sap")
         }
@@ -385,7 +391,7 @@ def write_reproduction(chain, steps, tracking_uri: str, out: str | Path, alpha: 
     ])  # fmt: skip
     verdicts = []
     for dataset in sorted(by_dataset):
-        verdicts += findings.VERDICTS[chain.paper](by_dataset[dataset], dataset, alpha)
+        verdicts += VERDICTS[chain.paper](by_dataset[dataset], dataset, alpha)
     doc.heading("Verdicts")
     n = findings.counts(verdicts)
     doc.paragraph(

@@ -12,13 +12,15 @@ import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
 
+from trainables import GROUND_TRUTH
+from trainables.errors import UserError
 from trainables.metrics import ALIASES, SAMPLED
 
 # Final scores logged by trials (DESIGN section 6); per-epoch keys contain "/" and are excluded.
 PROGRESS_PREFIXES = ("metric_seconds_",)
 
 
-class ResultsError(LookupError):
+class ResultsError(UserError, LookupError):
     """No such study or no runs; the message is one line."""
 
 
@@ -84,7 +86,6 @@ def runs_frame(client: MlflowClient, experiment_id: str, filter_string: str) -> 
 
 SEARCH_PAGE = 10_000
 UPSTREAM_TAG = "tags.upstream_run_id"
-GROUND_TRUTH = "ground_truth"
 
 
 def join_upstreams(runs: pd.DataFrame, client: MlflowClient) -> pd.DataFrame:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from trainables.metrics import higher_is_better
+from trainables.metrics import higher_is_better, selection
 
-from .results import final_metric_columns, varying_params
+from .results import ResultsError, final_metric_columns, varying_params
 
 
 def summary(runs: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
@@ -50,11 +50,11 @@ def best_runs(
     column = f"metrics.{metric}"
     if column not in runs.columns or runs[column].isna().all():
         known = final_metric_columns(runs)
-        raise KeyError(f"metric {metric!r} not logged in this study; logged: {known}")
+        raise ResultsError(f"metric {metric!r} not logged in this study; logged: {known}")
     if mode is None:
         mode = "min" if higher_is_better(metric) is False else "max"
-    ranked = runs.dropna(subset=[column]).sort_values(column, ascending=(mode == "min"))
-    return ranked.head(top)
+    rows = selection.ranked(list(runs.index), lambda i: runs.at[i, column], mode)
+    return runs.loc[rows[:top]]
 
 
 def to_markdown(frame: pd.DataFrame) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import ray
 
 from trainables import DatasetConfig
-from trainables._eval import prepare_view
+from trainables.core.view import prepare_view
 
 
 def _private_bytes(pid: int) -> int:

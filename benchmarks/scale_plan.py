@@ -38,12 +38,13 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from study.reproduce import chain_path, load_chain
-from study.spec import GROUND_TRUTH, StudySpec, family_params, load_spec
-from trainables import FAMILIES, DatasetConfig, _eval
+from study.spec import StudySpec, family_params, load_spec
+from trainables import FAMILIES, GROUND_TRUTH, DatasetConfig
 from trainables import data as datasets
-from trainables._eval import as_tensor
-from trainables._saved import save_model
-from trainables.loop import Schedule
+from trainables.core import view as core_view
+from trainables.core.loop import Schedule
+from trainables.core.saved import save_model
+from trainables.core.view import as_tensor
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPERS = ("multitask", "modular")
@@ -309,10 +310,10 @@ def time_class(family: str, cls: CostClass, data: dict, images: torch.Tensor, ar
 
 @contextlib.contextmanager
 def render_once() -> Iterator[None]:
-    """Every family's ``prepare_data`` renders through ``_eval.prepare_view``, a pure function of
+    """Every family's ``prepare_data`` renders through ``core.view.prepare_view``, a pure function of
     the view: render each timing view once for all the steps that share it (on a busy 2-core
     machine a render takes longer than timing the step)."""
-    original = _eval.prepare_view
+    original = core_view.prepare_view
     cache: dict[str, dict[str, Any]] = {}
 
     def cached(cfg: DatasetConfig) -> dict[str, Any]:
@@ -321,7 +322,7 @@ def render_once() -> Iterator[None]:
             cache[key] = original(cfg)
         return dict(cache[key])  # a family adds keys (targets) to its copy; arrays are shared
 
-    # Families import it by name (``from ._eval import prepare_view``): swap every such binding.
+    # Families import it by name (``from ..core.view import prepare_view``): swap every such binding.
     holders = [
         m
         for name, m in list(sys.modules.items())

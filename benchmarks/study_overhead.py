@@ -94,7 +94,7 @@ from study import launch, tracking
 from study.journal import Journal, Sender
 from study.spec import parse_spec
 from trainables import get_family
-from trainables._context import check_metric_names
+from trainables.core.context import check_metric_names
 
 nan = math.nan
 OVERHEAD_GOAL = 0.10  # study wall over trial compute / parallelism, minus 1

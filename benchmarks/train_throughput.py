@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from trainables import FAMILIES, DatasetConfig, Trainer
-from trainables._eval import as_tensor, resolve_device
+from trainables.core.view import as_tensor, resolve_device
 
 GOAL = 0.05  # data-path share of a full step
 # 3 shapes x 6 scales x 16 x 16 positions = 4608 images: small enough to render in seconds.

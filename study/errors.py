@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+from trainables.errors import UserError
 
-class SpecError(ValueError):
+
+class SpecError(UserError):
     """A bad study spec; ``str(err)`` is one line naming the file and key."""
-
-    def __str__(self) -> str:
-        # A key or value may hold a line break (YAML allows "x\ny" keys): keep the message one line.
-        return "\\n".join(super().__str__().splitlines())

@@ -15,12 +15,16 @@ from typing import Any
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from trainables.metrics import higher_is_better
+from trainables import GROUND_TRUTH
+from trainables.errors import UserError
+from trainables.metrics import selection
+from trainables.metrics.selection import resolve_mode
 
 from . import tracking
-from .spec import GROUND_TRUTH, Source, SpecError, StudySpec, Upstream
+from .spec import SpecError, StudySpec
+from .spec_blocks import Source, Upstream
 
-MODEL_CONFIG = "model/config.json"  # what trainables._saved writes
+MODEL_CONFIG = "model/config.json"  # what trainables.core.saved writes
 
 
 def resolve(spec: StudySpec, uri: str, where: str = "source") -> StudySpec:
@@ -137,25 +141,25 @@ def _best(runs: list[Run], source: Source, where: str) -> list[Run]:
         raise SpecError(
             f"{where}.metric: {metric!r} is not logged (finite) by the selected runs; logged: {logged}"
         )
-    mode = source.mode
-    if mode is None:
-        direction = higher_is_better(metric)
-        if direction is None:
-            raise SpecError(f"{where}.mode: is higher {metric!r} better? set mode: max or min")
-        mode = "max" if direction else "min"
+    try:
+        mode = resolve_mode(metric, source.mode)
+    except UserError:
+        raise SpecError(
+            f"{where}.mode: is higher {metric!r} better? set mode: max or min"
+        ) from None
     keys = [*source.group_by, *(["seed"] if source.pick == "per_seed" else [])]
     # one best per upstream study too: several studies are several sources
     if "seed" in keys and any("seed" not in r.data.params for r in scored):
         raise SpecError(f"{where}.pick: per_seed, but the selected runs log no seed param")
-    best: dict[tuple, Run] = {}
-    sign = 1.0 if mode == "max" else -1.0
+    groups: dict[tuple, list[Run]] = {}
     for run in sorted(scored, key=lambda r: r.info.start_time):  # ties: the earliest run
-        group = (run.info.experiment_id, *(run.data.params.get(k) for k in keys))
-        if (
-            group not in best
-            or sign * run.data.metrics[metric] > sign * best[group].data.metrics[metric]
-        ):
-            best[group] = run
+        groups.setdefault(
+            (run.info.experiment_id, *(run.data.params.get(k) for k in keys)), []
+        ).append(run)
+    best = {
+        g: selection.best(runs, lambda r: r.data.metrics[metric], mode)
+        for g, runs in groups.items()
+    }
     return [best[g] for g in sorted(best, key=lambda g: tuple(map(str, g)))]
 
 

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainables.metrics import get_metric, higher_is_better
+from trainables.metrics import higher_is_better, selection
 
+from .errors import SpecError
 from .journal import Journal, read_trial, trial_folders
-from .launch import LAUNCH_STAMP, latest_experiment, read_launch
-from .spec import SpecError, parse_spec
+from .records import LAUNCH_STAMP, latest_experiment, read_launch
 from .storage import StoragePath, storage_path
 from .tracking import parse_param, unflatten
 
@@ -122,28 +122,28 @@ def study_status(
     if experiment is None:
         raise SpecError(f"status: no launch of study {study!r} under {storage}")
     record = read_launch(experiment)
-    spec = parse_spec(record["spec"], f"{experiment.name}/study_launch.json")
-    metric = (
-        metric
-        or spec.search.metric
-        or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
-    )
-    axes = [*spec.sweep, *spec.expanded_keys, *(["upstream"] if spec.source else [])]
+    plan = record.get("plan")
+    if not isinstance(plan, dict):
+        raise SpecError(
+            f"{experiment}/study_launch.json has no plan (a launch recorded by an older version, "
+            "or not by `study run`): its status cannot be read"
+        )
+    metric = metric or plan["metric"]
+    axes = list(plan["axes"])
     trials = _launch_trials(experiment, metric, axes)
     counts = {"FINISHED": 0, "RUNNING": 0, "FAILED": 0, "STOPPED": 0, "KILLED": 0}
     counts.update(Counter(t.status for t in trials))
-    counts["PENDING"] = max(spec.n_trials - len(trials), 0)
+    counts["PENDING"] = max(plan["n_trials"] - len(trials), 0)
     launch_status = record.get("status") or "RUNNING"
     if launch_status == "KILLED":  # the driver stopped: its running trials stopped with it
         counts["KILLED"] += counts.pop("RUNNING")
         counts["RUNNING"] = 0
-    own = metric == spec.search.metric and spec.search.mode is not None
-    lower = spec.search.mode == "min" if own else higher_is_better(metric) is False
-    sign = -1.0 if lower else 1.0
+    own = metric == plan["metric"] and plan["mode"] is not None
+    mode = plan["mode"] if own else ("min" if higher_is_better(metric) is False else "max")
 
     def best_of(states: list[TrialState]) -> TrialState | None:
-        finished = [t for t in states if t.status == "FINISHED" and t.metric is not None]
-        return max(finished, key=lambda t: sign * t.metric) if finished else None
+        finished = [t for t in states if t.status == "FINISHED"]
+        return selection.best(finished, lambda t: t.metric, mode)
 
     best = best_of(trials)
     # An extension is one study with the launches it extends: their trials count for the best.
@@ -158,7 +158,7 @@ def study_status(
     # Naive: the trials left take as long, on average, as the ones done so far did.
     remaining = elapsed * left / done if done and left and launch_status == "RUNNING" else None
     return StudyStatus(
-        study, experiment.name, launch_status, spec.n_trials, counts, metric, best, elapsed,
+        study, experiment.name, launch_status, plan["n_trials"], counts, metric, best, elapsed,
         remaining, trials, extends, extended_counts,
         best_of(trials + earlier) if extends else None,
     )  # fmt: skip

@@ -1,8 +1,12 @@
-"""Model families: one registry. A family is a ``Trainer`` subclass (``trainables.loop``): its Config,
-modules, optimisers and step; the shared loop, evaluation path and saved models do the rest.
+"""Model families, the framework they run on, datasets and metrics.
 
-Importable without Ray or MLflow; the registry and everything that needs torch load on first use, so
-``trainables.metrics`` and ``trainables.data`` users do not pay for torch.
+``trainables.core`` is the framework (trainer interface, loop, evaluation, saved models, the family
+registry); ``trainables.families`` the built-in families; ``trainables.data`` and
+``trainables.metrics`` the datasets and metrics, each with its registry. A user's family, dataset
+or metric joins through ``trainables.registry`` (dotted path, entry point or decorator).
+
+Importable without Ray or MLflow; every name loads on first use, so ``trainables.errors`` costs
+nothing and users of ``trainables.metrics`` and ``trainables.data`` do not pay for torch.
 """
 
 from __future__ import annotations
@@ -10,18 +14,24 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._config import DatasetConfig, TrainConfig
-
 _LAZY = {
-    "FAMILIES": "._registry",
-    "Family": "._registry",
-    "get_family": "._registry",
-    "LocalContext": "._context",
-    "TrialContext": "._context",
-    "NonFiniteLoss": ".loop",
-    "Trainer": ".loop",
-    "SavedModel": "._saved",
-    "load_model": "._saved",
+    "GROUND_TRUTH": ".core.config",
+    "DatasetConfig": ".core.config",
+    "TrainConfig": ".core.config",
+    "RegistryError": ".registry",
+    "FAMILIES": ".core.family",
+    "Family": ".core.family",
+    "get_family": ".core.family",
+    "register_family": ".core.family",
+    "load_model": ".core.family",
+    "LocalContext": ".core.context",
+    "TrialContext": ".core.context",
+    "check_metric_names": ".core.context",
+    "NonFiniteLoss": ".core.trainer",
+    "Phase": ".core.trainer",
+    "Trainer": ".core.trainer",
+    "SavedModel": ".core.saved",
+    "prepare_view": ".core.view",
 }
 
 
@@ -31,4 +41,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DatasetConfig", "TrainConfig", *_LAZY]
+__all__ = list(_LAZY)

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from analysis import findings as fd
+from analysis import findings_modular as fdm
 from analysis import reproduction
 
 SEEDS = (0, 1, 2, 3)
@@ -158,12 +159,12 @@ def _modular(accuracy: dict[str, float], converted: float = 0.95) -> pd.DataFram
 
 
 def test_modular_findings_on_both_sides_of_their_lines():
-    good = _by_id(fd.modular_verdicts({"modular": _modular({"v2": 0.72, "v3": 0.70})}, "dsprites"))
+    good = _by_id(fdm.modular_verdicts({"modular": _modular({"v2": 0.72, "v3": 0.70})}, "dsprites"))
     assert {v.verdict for v in good.values()} == {fd.REPRODUCED}
-    low = _by_id(fd.modular_verdicts({"modular": _modular({"v2": 0.45, "v3": 0.2}, 0.5)},
+    low = _by_id(fdm.modular_verdicts({"modular": _modular({"v2": 0.45, "v3": 0.2}, 0.5)},
                                      "dsprites"))  # fmt: skip
     assert {v.verdict for v in low.values()} == {fd.NOT_REPRODUCED}
-    missing = _by_id(fd.modular_verdicts({}, "dsprites"))
+    missing = _by_id(fdm.modular_verdicts({}, "dsprites"))
     assert {v.verdict for v in missing.values()} == {fd.NOT_COMPARABLE}
 
 

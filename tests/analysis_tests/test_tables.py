@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis.figures import bar_info, factor_traversals
-from analysis.results import final_metric_columns, varying_params
+from analysis.results import ResultsError, final_metric_columns, varying_params
 from analysis.tables import best_runs, mean_pm_std, summary, to_markdown
 from trainables.data import load
 
@@ -45,7 +45,7 @@ def test_best_runs_direction_follows_the_metric(runs):
     assert best_runs(runs, "mig", top=1)["run_id"].tolist() == ["multi_head-2"]
     assert best_runs(runs, "rmse", top=1)["params.variant"].tolist() == ["multi_head"]
     assert best_runs(runs, "mig", mode="min", top=1)["run_id"].tolist() == ["single_task-0"]
-    with pytest.raises(KeyError, match="not logged"):
+    with pytest.raises(ResultsError, match="not logged"):  # the user's --metric: one line, exit 2
         best_runs(runs, "sap")
 
 

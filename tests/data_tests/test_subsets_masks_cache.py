@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trainables import DatasetConfig
-from trainables._eval import prepare_view
+from trainables.core.view import prepare_view
 from trainables.data import DataError, load, subset
 from trainables.data.cache import cache_dir, cache_key, cached_array
 from trainables.data.tasks import task_mask, task_targets

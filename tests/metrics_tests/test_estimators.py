@@ -66,7 +66,7 @@ def test_other_dci_estimators_find_the_diagonal(case, estimator):
 
 
 def test_estimators_are_options_and_described():
-    from trainables._config import TrainConfig
+    from trainables.core.config import TrainConfig
 
     assert "estimator" in get_metric("mig").options and "estimator" in get_metric("dci").options
     cfg = TrainConfig(metrics=["mig", "dci"], metric_options={"dci": {"estimator": "lasso"}})

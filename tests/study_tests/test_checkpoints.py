@@ -10,7 +10,7 @@ from __future__ import annotations
 import pyarrow.fs as pafs
 import torch
 
-from study.launch import _STATE_FILE, RayContext
+from study.trial import STATE_FILE, RayContext
 
 
 def _context(folder) -> RayContext:
@@ -35,7 +35,7 @@ def test_a_checkpoint_cut_short_falls_back_to_the_one_before(tmp_path):
     ctx = _context(tmp_path)
     for step in (3, 4):
         ctx._checkpoint({"step": step}, step)
-    newest = tmp_path / "checkpoint_000000000004" / _STATE_FILE
+    newest = tmp_path / "checkpoint_000000000004" / STATE_FILE
     newest.write_bytes(newest.read_bytes()[:20])  # a kill mid-write on a store without rename
     assert ctx.restore()["step"] == 3
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from study.launch import study_lock
+from study.records import study_lock
 from trainables import DatasetConfig, LocalContext, get_family
 
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"

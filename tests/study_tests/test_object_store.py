@@ -7,7 +7,7 @@ import pytest
 import ray
 
 from trainables import DatasetConfig
-from trainables._eval import prepare_view
+from trainables.core.view import prepare_view
 
 pytestmark = pytest.mark.ray
 

@@ -302,7 +302,8 @@ def test_optuna_asha_crosses_seeds_and_records_stopped_trials(optuna_study):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_extend_adds_new_points_warm_started_from_the_measured_ones(optuna_study):
-    from study.launch import _measured_points, launches
+    from study.records import launches
+    from study.search import _measured_points
 
     storage = storage_path(optuna_study / "ray_results")
     first = launches(storage, "optuna_case")
@@ -349,7 +350,7 @@ def test_data_axes_prepare_each_view_once_and_trials_train_on_theirs(
     import ray
 
     from study.launch import run_study
-    from trainables.multitask import MultiTask
+    from trainables.families.multitask import MultiTask
 
     prepared = []
     original = MultiTask.prepare_data  # bound to the class
@@ -419,7 +420,7 @@ def test_a_study_on_a_three_node_cluster_spreads_trials_and_maps_data_per_node(
 def test_an_optuna_study_with_storage_is_kept_there(tmp_path):
     import optuna
 
-    from study.launch import _search_setup
+    from study.search import search_setup
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     spec = parse_spec(
@@ -428,7 +429,7 @@ def test_an_optuna_study_with_storage_is_kept_there(tmp_path):
             search={"algorithm": "optuna", "metric": "rmse", "num_samples": 3, "storage": url},
         )
     )
-    setup = _search_setup(spec, [])
+    setup = search_setup(spec, [])
     assert setup.num_samples == 3 * 2 and setup.grid == ({"seed": 0}, {"seed": 1})
     # Tune hands the searcher its space at the start; the Optuna study then lives in the storage
     setup.algorithm.set_search_properties(None, None, setup.param_space)
@@ -439,7 +440,7 @@ def test_an_optuna_study_with_storage_is_kept_there(tmp_path):
 
 
 def test_an_optuna_point_without_grid_axes_ignores_the_per_epoch_reports():
-    from study.launch import _search_setup
+    from study.search import search_setup
 
     spec = parse_spec(
         _tiny(
@@ -447,7 +448,7 @@ def test_an_optuna_point_without_grid_axes_ignores_the_per_epoch_reports():
             search={"algorithm": "optuna", "metric": "rmse", "num_samples": 2},
         )
     )
-    setup = _search_setup(spec, [])
+    setup = search_setup(spec, [])
     setup.algorithm.set_search_properties(None, None, setup.param_space)
     setup.algorithm.suggest("t1")
     # an epoch report holds val/rmse, not the final rmse: the bare OptunaSearch raised KeyError

@@ -178,7 +178,7 @@ def test_show_data_writes_a_png(tmp_path):
 
 
 def test_resume_finds_only_this_studys_launches(tmp_path):
-    from study.launch import latest_experiment
+    from study.records import latest_experiment
 
     for name in ("a_20260101-000000", "a_20260102-000000", "a_b_20260103-000000", "a_notes"):
         (tmp_path / name).mkdir()

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from study.journal import Journal
-from study.launch import LAUNCH_FILE, LAUNCH_STAMP
+from study.records import LAUNCH_FILE, LAUNCH_STAMP
 from study.spec import SpecError, parse_spec
 from study.status import study_status, to_json
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from trainables import DatasetConfig, LocalContext, get_family
-from trainables._eval import resolve_device
-from trainables.loop import fit
-from trainables.vae import VAE, VAEConfig
+from trainables import DatasetConfig, LocalContext, get_family, load_model
+from trainables.core.loop import fit
+from trainables.core.view import resolve_device
+from trainables.families.vae import VAE, VAEConfig
 
 TINY_VIEW = DatasetConfig(
     subset={"scale": [0, 5], "orientation": 0, "posX": "0:32:8", "posY": "0:32:8"}
@@ -109,7 +109,7 @@ def _curve(ctx: LocalContext) -> list[float]:
 
 
 def _assert_scored_codes_are_the_saved_models(cfg, data, directory):
-    model = get_family("vae").load_encoder(directory / "artifacts")
+    model = load_model(directory / "artifacts")  # the test's VAE subclass, by its dotted path
     saved = np.load(directory / "artifacts" / "codes.npz")
     n = cfg.metric_train_points + cfg.metric_test_points
     sample = np.random.default_rng(cfg.seed).integers(0, len(data["factors"]), n)
@@ -221,7 +221,7 @@ def test_mixed_precision_on_the_gpu(precision, data, tmp_path):
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert trainer.scaler.is_enabled() == (precision == "fp16")
     assert ("scaler" in checkpoint["trainer"]) == (precision == "fp16")
-    codes = get_family("vae").load_encoder(tmp_path / "artifacts").encode(data["images"][:16])
+    codes = load_model(tmp_path / "artifacts").encode(data["images"][:16])
     assert np.isfinite(codes).all()
 
 

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from trainables import LocalContext, TrainConfig
-from trainables.loop import Phase, Schedule, Trainer, epoch_order, train
+from trainables.core.loop import Schedule, epoch_order, train
+from trainables.core.trainer import Phase, Trainer
 
 
 class _ToyConfig(TrainConfig):

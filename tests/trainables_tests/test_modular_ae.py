@@ -1,4 +1,4 @@
-"""The modular weakly-disentangled auto-encoder (``trainables.modular_ae``): both phases, exact
+"""The modular weakly-disentangled auto-encoder (``trainables.families.modular_ae``): both phases, exact
 resume with the adaptive prior in the checkpoint, the relational learner's loss, the test metrics
 and the saved model."""
 
@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from trainables import DatasetConfig, LocalContext, pictures
-from trainables.loop import fit
-from trainables.modular_ae import ModularAE, ModularAEConfig, metric_name
-from trainables.modular_parts import chance_accuracy
+from trainables import DatasetConfig, LocalContext
+from trainables.core.loop import fit
+from trainables.families import modular_pictures
+from trainables.families.modular_ae import ModularAE, ModularAEConfig, metric_name
+from trainables.families.modular_parts import chance_accuracy
 
 # 3 shapes x 2 scales (nuisance) x 6 x 6 positions in 3 bins each = 216 images, 27 classes
 VIEW = DatasetConfig(
@@ -171,18 +172,18 @@ def test_relations_picture_is_a_png_of_examples_by_relations(data, straight, tmp
     paths = trainer.draw_pictures(data, tmp_path)
     assert paths == [tmp_path / "relations.png"] and paths[0].is_file()
     width, height = _png_size(paths[0])
-    # 8 test images x (input, reconstruction, 6 relations), laid out as pictures.relation_results
+    # 8 test images x (input, reconstruction, 6 relations), laid out as modular_pictures.relation_results
     rows, cols = 8, 2 + len(RELATIONS)
     width_in = (
-        pictures.RELATION_LABEL_IN
-        + cols * (pictures.RELATION_CELL_IN + pictures.RELATION_GAP_IN)
-        + pictures.RELATION_GROUP_GAP_IN
-        + pictures.RELATION_PAD_IN
+        modular_pictures.RELATION_LABEL_IN
+        + cols * (modular_pictures.RELATION_CELL_IN + modular_pictures.RELATION_GAP_IN)
+        + modular_pictures.RELATION_GROUP_GAP_IN
+        + modular_pictures.RELATION_PAD_IN
     )
     height_in = (
-        pictures.RELATION_HEADER_IN
-        + rows * (pictures.RELATION_CELL_IN + pictures.RELATION_NOTE_IN)
-        + pictures.RELATION_PAD_IN
+        modular_pictures.RELATION_HEADER_IN
+        + rows * (modular_pictures.RELATION_CELL_IN + modular_pictures.RELATION_NOTE_IN)
+        + modular_pictures.RELATION_PAD_IN
     )
     assert width / height == pytest.approx(width_in / height_in, rel=0.01)
     assert width > 500 and height > 500

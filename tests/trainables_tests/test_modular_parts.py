@@ -7,18 +7,17 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from trainables.modular_parts import (
-    MixturePrior,
+from trainables.families.modular_parts import (
     Relation,
     apply_relation,
     chance_accuracy,
-    fit_prior,
     relation_accuracy,
     relation_outcomes,
     relation_targets,
     relations_for,
     score_relations,
 )
+from trainables.families.modular_prior import MixturePrior, fit_prior
 
 NAMES = ("shape", "posX", "scale")
 SIZES = (3, 3, 4)

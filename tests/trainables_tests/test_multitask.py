@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from trainables import FAMILIES, DatasetConfig, LocalContext, get_family
-from trainables._eval import encode
-from trainables.multitask import MultiTask, MultiTaskConfig
+from trainables.core.evaluation import encode
+from trainables.families.multitask import MultiTask, MultiTaskConfig
 
 TINY_VIEW = DatasetConfig(
     subset={"scale": [0, 5], "orientation": 0, "posX": "0:32:8", "posY": "0:32:8"}
@@ -128,7 +128,7 @@ def test_sampling_metrics_use_the_encoded_grid(data, tmp_path):
 
 
 def test_sampling_metrics_refuse_a_sampled_view(tmp_path):
-    from trainables._eval import sampling_metrics_refusal
+    from trainables.core.view import sampling_metrics_refusal
 
     assert "n_samples" in sampling_metrics_refusal(
         TINY_VIEW.model_copy(update={"n_samples": 60}), ["mig", "factor_vae"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from trainables.pictures import (
+from trainables.core.pictures import (
     embed,
     matrix_heatmap,
     reconstructions,

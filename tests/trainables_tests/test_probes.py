@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainables import DatasetConfig, LocalContext, get_family
-from trainables._probe import GROUND_TRUTH
-from trainables.decoder_probe import DecoderProbe
-from trainables.task_probe import TaskProbe
+from trainables import GROUND_TRUTH, DatasetConfig, LocalContext, get_family
+from trainables.families.decoder_probe import DecoderProbe
+from trainables.families.task_probe import TaskProbe
 
 VIEW = DatasetConfig(
     subset={"scale": [0, 5], "orientation": 0, "posX": "0:32:4", "posY": "0:32:4"}
@@ -34,7 +33,7 @@ def data():
 
 
 def _upstream(tmp_path_factory, data, variant: str, epochs: int):
-    from trainables.multitask import MultiTaskConfig
+    from trainables.families.multitask import MultiTaskConfig
 
     directory = tmp_path_factory.mktemp(variant)
     cfg = MultiTaskConfig(
@@ -76,7 +75,7 @@ def test_the_upstream_is_frozen_and_encoded_once(data, trained):
     upstream = probe.upstream.trainer.modules
     calls = []
     upstream["encoder"].register_forward_hook(lambda *args: calls.append(1))
-    from trainables.loop import train
+    from trainables.core.loop import train
 
     train(probe, data, LocalContext())
     assert calls == []  # training read the codes computed in setup

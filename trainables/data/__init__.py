@@ -1,10 +1,17 @@
-"""Ground-truth datasets: one registry, ``load(name, **options)``, importable without Ray or MLflow."""
+"""Ground-truth datasets: one registry, ``load(name, **options)``, importable without Ray or MLflow.
+
+A user's dataset joins the registry like a family (``trainables.registry``): ``dataset.name:
+mypkg.data:MyData`` in a spec (a ``GroundTruthData`` subclass, or any callable taking the spec's
+``dataset.options`` and returning one), an entry point of group ``disentangle_study.datasets``, or
+``@register_dataset("name")``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from ..registry import Registry, RegistryError
 from .base import DataError, FactorSubset, GroundTruthData
 from .dsprites import DSprites, DSpritesFile
 from .mpi3d import VARIANT_SIZES, MPI3DFile, MPI3DToy
@@ -36,21 +43,37 @@ def _mpi3d(
 
 
 # Each loader renders procedurally without ``path`` and reads the official file with it.
-DATASETS: dict[str, Callable[..., GroundTruthData]] = {
-    "dsprites": _dsprites,
-    "shapes3d": _shapes3d,
-    "mpi3d": _mpi3d,
-}
+DATASETS: Registry[Callable[..., GroundTruthData]] = Registry(
+    "dataset",
+    {"dsprites": _dsprites, "shapes3d": _shapes3d, "mpi3d": _mpi3d},
+    group="disentangle_study.datasets",
+    check=lambda obj: (
+        None if callable(obj) else f"{obj!r} is not callable (a GroundTruthData class)"
+    ),
+)
+
+
+def register_dataset(name: str) -> Callable[[Any], Any]:
+    """Decorator: ``@register_dataset("my_data")`` on a ``GroundTruthData`` subclass or loader."""
+    return DATASETS.register(name)
 
 
 def load(name: str, **options: Any) -> GroundTruthData:
-    """A dataset by registry name; ``path=`` reads the official file instead of rendering."""
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    """A dataset by registry name or dotted path; ``path=`` reads the official file instead of
+    rendering (built-ins)."""
     try:
-        return DATASETS[name](**options)
+        loader = DATASETS.get(name)
+    except RegistryError as exc:
+        raise DataError(str(exc)) from None
+    try:
+        dataset = loader(**options)
     except TypeError as exc:
         raise DataError(f"dataset {name!r}: bad option ({exc})") from None
+    if not isinstance(dataset, GroundTruthData):
+        raise DataError(
+            f"dataset {name!r}: its loader returned {type(dataset).__name__}, not a GroundTruthData"
+        )
+    return dataset
 
 
 def subset(dataset: GroundTruthData, spec: str | dict[str, Any] | None) -> GroundTruthData:
@@ -65,5 +88,6 @@ __all__ = [
     "FactorSubset",
     "GroundTruthData",
     "load",
+    "register_dataset",
     "subset",
 ]

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """Bad dataset input (missing or malformed file, unknown factor); the message is one line."""
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+from ..registry import Registry
 from . import beta_vae as _beta_vae
 from . import dci as _dci
 from . import dci_es as _dci_es
@@ -119,7 +121,7 @@ def _modularity_eval(x: MetricInput) -> dict[str, float]:
 
 def _require_source(x: MetricInput, name: str) -> CodeSource:
     if x.source is None:
-        raise ValueError(
+        raise InputError(
             f"{name} samples batches with one factor fixed: it needs a dataset and an encoder, "
             "or codes covering the whole factor grid"
         )
@@ -209,7 +211,7 @@ def _spearman_match_eval(x: MetricInput) -> dict[str, float]:
 
 _UNBOUNDED = (0.0, float("inf"))
 
-METRICS: dict[str, MetricSpec] = {
+_BUILTIN_METRICS: dict[str, MetricSpec] = {
     "mig": MetricSpec(_mig_eval, ("mig",), options=_keyword_options(_mig.mig), draws=False),
     "sap": MetricSpec(_sap_eval, ("sap",), draws=False),
     "sap_continuous": MetricSpec(_sap_continuous_eval, ("sap_continuous",), draws=False),
@@ -349,10 +351,29 @@ def describe_estimator(name: str, options: dict[str, dict[str, Any]] | None = No
     return ESTIMATOR_NOTES.get(name, "")
 
 
+def _not_a_metric(obj: Any) -> str | None:
+    if not isinstance(obj, MetricSpec):
+        return f"{obj!r} is not a trainables.metrics.MetricSpec"
+    if not obj.outputs or not all(isinstance(o, str) and o for o in obj.outputs):
+        return "MetricSpec.outputs must name at least one output"
+    return None
+
+
+# The one registry of metrics: the built-ins above, and a user's (``trainables.registry``): by
+# dotted path to a MetricSpec, entry point of group disentangle_study.metrics, or decorator.
+METRICS: Registry[MetricSpec] = Registry(
+    "metric", _BUILTIN_METRICS, group="disentangle_study.metrics", check=_not_a_metric
+)
+
+
+def register_metric(name: str) -> Callable[[MetricSpec], MetricSpec]:
+    """``register_metric("mine")(MetricSpec(...))``: a metric under a name of this process."""
+    return METRICS.register(name)
+
+
 def get_metric(name: str) -> MetricSpec:
-    if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; known: {sorted(METRICS)}")
-    return METRICS[name]
+    """A metric by name or dotted path (``RegistryError``, one line, if none)."""
+    return METRICS.get(name)
 
 
 def run_metrics(
@@ -442,6 +463,7 @@ __all__ = [
     "SAMPLED",
     "describe_estimator",
     "get_metric",
+    "register_metric",
     "grid_covered",
     "higher_is_better",
     "run_metrics",

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
+
 
 def check_codes_factors(codes: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes = np.asarray(codes, dtype=np.float64)
     factors = np.asarray(factors)
     if codes.ndim != 2 or factors.ndim != 2:
-        raise ValueError(f"codes and factors must be 2-D, got {codes.shape} and {factors.shape}")
+        raise InputError(f"codes and factors must be 2-D, got {codes.shape} and {factors.shape}")
     if len(codes) != len(factors):
-        raise ValueError(f"codes have {len(codes)} rows but factors have {len(factors)}")
+        raise InputError(f"codes have {len(codes)} rows but factors have {len(factors)}")
     if len(codes) < 2:
-        raise ValueError("metrics need at least 2 samples")
+        raise InputError("metrics need at least 2 samples")
     if not np.isfinite(codes).all():
-        raise ValueError("codes contain NaN or inf")
+        raise InputError("codes contain NaN or inf")
     if not np.issubdtype(factors.dtype, np.integer):
-        raise ValueError(f"factors must be integer classes, got dtype {factors.dtype}")
+        raise InputError(f"factors must be integer classes, got dtype {factors.dtype}")
     constant = [k for k in range(factors.shape[1]) if np.all(factors[:, k] == factors[0, k])]
     if constant:
-        raise ValueError(f"factor column(s) {constant} are constant: drop fixed factors first")
+        raise InputError(f"factor column(s) {constant} are constant: drop fixed factors first")
     return codes, factors

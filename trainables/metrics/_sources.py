@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..data.base import grid_strides
+from ..errors import InputError
 
 
 class CodeSource:
@@ -60,12 +61,12 @@ class GridCodes(CodeSource):
         self.factor_sizes = tuple(int(s) for s in factor_sizes)
         expected = int(np.prod(self.factor_sizes))
         if codes.ndim != 2 or len(codes) != expected:
-            raise ValueError(
+            raise InputError(
                 f"a code table for factor sizes {self.factor_sizes} needs {expected} rows "
                 f"(one per grid point), got shape {codes.shape}"
             )
         if not np.isfinite(codes).all():
-            raise ValueError("codes contain NaN or inf")
+            raise InputError("codes contain NaN or inf")
         self.table = codes
         self._sizes = np.asarray(self.factor_sizes, dtype=np.int64)
         self._strides = grid_strides(self.factor_sizes)

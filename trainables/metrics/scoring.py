@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from . import METRICS, GridCodes, MetricInput, get_metric, grid_covered, run_metrics
 
 DEFAULT_METRICS = ("mig", "sap", "dci", "modularity", "unsupervised", "factor_vae", "beta_vae")
@@ -29,17 +30,17 @@ DEFAULT_METRICS = ("mig", "sap", "dci", "modularity", "unsupervised", "factor_va
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: file not found")
+        raise InputError(f"{path}: file not found")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable .npz ({exc})") from None
+        raise InputError(f"{path}: not a readable .npz ({exc})") from None
     missing = {"codes", "factors"} - set(arrays)
     if missing:
-        raise ValueError(f"{path}: missing key(s) {sorted(missing)}; has {sorted(arrays)}")
+        raise InputError(f"{path}: missing key(s) {sorted(missing)}; has {sorted(arrays)}")
     if ("codes_test" in arrays) != ("factors_test" in arrays):
-        raise ValueError(f"{path}: give both codes_test and factors_test, or neither")
+        raise InputError(f"{path}: give both codes_test and factors_test, or neither")
     return arrays
 
 
@@ -67,7 +68,7 @@ def score_arrays(
     options = json.loads(str(arrays["metric_options"])) if "metric_options" in arrays else {}
     codes, factors = np.asarray(arrays["codes"], float), np.asarray(arrays["factors"])
     if len(codes) != len(factors):
-        raise ValueError(f"codes have {len(codes)} rows but factors have {len(factors)}")
+        raise InputError(f"codes have {len(codes)} rows but factors have {len(factors)}")
     rng = np.random.default_rng(seed or 0)
     if seed is None and "rng_state" in arrays:
         rng.bit_generator.state = json.loads(str(arrays["rng_state"]))
@@ -93,14 +94,14 @@ def score_arrays(
             num_test = len(codes) - num_train
         num_train, num_test = num_train or 10_000, num_test or 5_000
         if num_train + num_test > len(codes):
-            raise ValueError(
+            raise InputError(
                 f"--num-train {num_train} + --num-test {num_test} exceed the {len(codes)} rows"
             )
         train = (codes[:num_train], factors[:num_train])
         test = (codes[num_train : num_train + num_test], factors[num_train : num_train + num_test])
     skipped = [m for m in metrics if METRICS[m].needs_source and source is None]
     if asked and skipped:
-        raise ValueError(
+        raise InputError(
             f"{', '.join(skipped)} fix one factor and vary the others: the rows must cover the "
             "whole factor grid (give grid_codes and factor_sizes, as a trial's codes.npz does)"
         )

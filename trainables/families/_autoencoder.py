@@ -15,10 +15,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from . import losses
-from ._config import TrainConfig
-from .loop import Trainer
-from .nets import ConvDecoder, ConvEncoder
+from .. import losses
+from ..core.config import TrainConfig
+from ..core.trainer import Trainer
+from ..nets import ConvDecoder, ConvEncoder
 
 VAL_ROWS = 2048  # validation loss on at most this many rows: a cheap, fixed learning curve
 
@@ -42,6 +42,7 @@ class AutoEncoder(Trainer):
     """Deterministic or Gaussian encoder + decoder; ``regulariser`` says what the family adds."""
 
     Config = AEConfig
+    tiny_config = {"latent_dim": 4}
 
     @classmethod
     def build_modules(cls, cfg: AEConfig, in_channels: int) -> dict[str, nn.Module]:

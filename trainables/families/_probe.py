@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._eval import encode
-from .loop import Trainer
+from ..core.config import GROUND_TRUTH
+from ..core.evaluation import encode
+from ..core.family import load_model
+from ..core.trainer import Trainer
 
-GROUND_TRUTH = "ground_truth"
 UPSTREAM_DOC = (
     "The frozen representation: an MLflow run id (or artifact folder) of a trained model, or "
     f"{GROUND_TRUTH!r} (the true factors, each scaled to [-1, 1]). Set by the spec's ``source``."
@@ -90,8 +91,6 @@ class ProbeTrainer(Trainer):
         if self.cfg.upstream == GROUND_TRUTH:
             raise ValueError("a ground-truth probe has no image encoder: its codes are the factors")
         if self.upstream is None:
-            from ._saved import load_model
-
             self.upstream = load_model(
                 self.cfg.upstream, tracking_uri=getattr(self, "tracking_uri", None),
                 device=str(self.device),
@@ -104,8 +103,6 @@ def load_upstream(
     tracking_uri: str | None,
 ):  # fmt: skip
     """The upstream model, frozen; refused if it was trained on other factors or channels."""
-    from ._saved import load_model
-
     model = load_model(source, tracking_uri=tracking_uri, device=str(device))
     if model.trainer.in_channels != in_channels:
         raise ValueError(

@@ -15,7 +15,6 @@ the backend) that is neither thread-safe nor freed unless closed.
 from __future__ import annotations
 
 import math
-import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,6 @@ __all__ = [
     "embed",
     "matrix_heatmap",
     "reconstructions",
-    "relation_results",
     "save_png",
     "traversal_values",
     "traversals",
@@ -62,7 +60,7 @@ def save_png(fig: Figure, path: str | Path, *, dpi: float | None = None) -> Path
 # image mosaics
 
 
-def _as_images(images: np.ndarray, name: str) -> np.ndarray:
+def as_images(images: np.ndarray, name: str) -> np.ndarray:
     """Validate an ``(N, C, H, W)`` batch and return it as float ``(N, H, W, 3)`` in [0, 1]."""
     arr = np.asarray(images, dtype=np.float64)
     if arr.ndim != 4 or arr.shape[1] not in (1, 3):
@@ -102,8 +100,8 @@ def reconstructions(
         raise ValueError(
             f"inputs and outputs differ in shape: {np.shape(inputs)} vs {np.shape(outputs)}"
         )
-    x = _as_images(inputs, "inputs")[:_MAX_PAIRS]
-    y = _as_images(outputs, "outputs")[:_MAX_PAIRS]
+    x = as_images(inputs, "inputs")[:_MAX_PAIRS]
+    y = as_images(outputs, "outputs")[:_MAX_PAIRS]
     n = len(x)
     if n == 0:
         raise ValueError("no images to draw")
@@ -181,7 +179,7 @@ def traversals(
     if n_rows == 0 or n_values == 0:
         raise ValueError("empty traversal grid")
     h, w = arr.shape[3:5]
-    cells = _as_images(arr.reshape(n_rows * n_values, *arr.shape[2:]), "grid")
+    cells = as_images(arr.reshape(n_rows * n_values, *arr.shape[2:]), "grid")
     mosaic = _mosaic(cells.reshape(n_rows, n_values, h, w, 3))
 
     cell_in = min(_TRAVERSAL_CELL_IN, (_TRAVERSAL_MAX_WIDTH_IN - _TRAVERSAL_LABEL_IN) / n_values)
@@ -363,127 +361,4 @@ def matrix_heatmap(
         for (i, j), v in np.ndenumerate(m):
             colour = "black" if luminance[i, j] > 0.5 else "white"
             ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7, color=colour)
-    return save_png(fig, path)
-
-
-# --------------------------------------------------------------------------------------------
-# relational learner results
-
-RELATION_CELL_IN = 0.8  # one image, ~native resolution for 64 px at the 90 dpi below
-RELATION_GAP_IN = 0.08  # between columns
-RELATION_GROUP_GAP_IN = 0.2  # extra space between the source columns and the results
-RELATION_NOTE_IN = 0.2  # below every image: room for its note
-RELATION_LABEL_IN = 1.3  # left margin for the row labels
-RELATION_HEADER_IN = 0.95  # up to three title lines and two-line column titles
-RELATION_PAD_IN = 0.1
-_RELATION_DPI = 90
-_RELATION_TITLE_PT = 8.5
-_RELATION_TITLE_LINES = 3  # what RELATION_HEADER_IN holds; each further line adds its height
-_WRONG = "#d62728"
-_INHERITED = "#e67e00"
-
-
-def relation_results(
-    sources: np.ndarray,
-    results: np.ndarray,
-    path: str | Path,
-    *,
-    source_labels: Sequence[str],
-    relation_labels: Sequence[str],
-    row_labels: Sequence[str],
-    wrong: np.ndarray,
-    inherited: np.ndarray | None = None,
-    notes: Sequence[Sequence[str]] | None = None,
-    title: str = "",
-) -> Path:
-    """Row i: source i's images (e.g. the input and its reconstruction), then what each relation
-    made of its code, decoded.
-
-    ``sources`` is ``(N, S, C, H, W)`` with column titles ``source_labels`` (S); ``results``
-    ``(N, R, C, H, W)`` with ``relation_labels`` (R), set apart from the sources by a wider gap.
-    ``wrong`` ``(N, S + R)`` frames cells in red (e.g. a result whose code lands on other factor
-    values than expected), ``inherited`` (same shape) in orange instead (e.g. wrong only because
-    its source already was); ``notes`` ``(N, S + R)`` strings are written under the cells, in
-    their frame's colour. The figure is ``RELATION_LABEL_IN + (S + R) * (RELATION_CELL_IN +
-    RELATION_GAP_IN) + RELATION_GROUP_GAP_IN + RELATION_PAD_IN`` wide and ``RELATION_HEADER_IN +
-    N * (RELATION_CELL_IN * H / W + RELATION_NOTE_IN) + RELATION_PAD_IN`` high, plus the height of
-    the title's lines beyond three once it is wrapped to that width.
-    """
-    src, res = np.asarray(sources), np.asarray(results)
-    if src.ndim != 5 or res.ndim != 5:
-        raise ValueError(
-            f"sources and results must be (N, columns, C, H, W); got {src.shape} and {res.shape}"
-        )
-    n_rows, n_src = src.shape[:2]
-    n_res = res.shape[1]
-    if res.shape[0] != n_rows or res.shape[2:] != src.shape[2:]:
-        raise ValueError(f"sources {src.shape} and results {res.shape} do not match")
-    if n_rows == 0 or n_src + n_res == 0:
-        raise ValueError("empty relation grid")
-    if len(source_labels) != n_src or len(relation_labels) != n_res:
-        raise ValueError(
-            f"{len(source_labels)} + {len(relation_labels)} column titles for {n_src} + {n_res} "
-            f"columns"
-        )
-    if len(row_labels) != n_rows:
-        raise ValueError(f"{len(row_labels)} row labels for {n_rows} rows")
-    n_cols = n_src + n_res
-    marks = np.asarray(wrong, dtype=bool)
-    soft = np.zeros_like(marks) if inherited is None else np.asarray(inherited, dtype=bool)
-    if marks.shape != (n_rows, n_cols) or soft.shape != marks.shape:
-        raise ValueError(
-            f"wrong and inherited must be ({n_rows}, {n_cols}); got {marks.shape}, {soft.shape}"
-        )
-    colours = np.where(marks, _WRONG, np.where(soft, _INHERITED, ""))  # "" where unmarked
-    if notes is not None and (len(notes) != n_rows or any(len(row) != n_cols for row in notes)):
-        raise ValueError(f"notes must be {n_rows} rows of {n_cols} strings")
-    h, w = src.shape[3:5]
-    cells = np.concatenate([src, res], axis=1)  # (N, S + R, C, H, W)
-    cells = _as_images(cells.reshape(n_rows * n_cols, *src.shape[2:]), "images")
-    cells = cells.reshape(n_rows, n_cols, h, w, 3)
-    titles = [*source_labels, *relation_labels]
-
-    cell_w, cell_h = RELATION_CELL_IN, RELATION_CELL_IN * h / w
-    col_w, row_h = cell_w + RELATION_GAP_IN, cell_h + RELATION_NOTE_IN
-    width_in = RELATION_LABEL_IN + n_cols * col_w + RELATION_GROUP_GAP_IN + RELATION_PAD_IN
-    # the title wrapped to the figure's width (~0.6 em a character), the header grown to hold it
-    chars = max(20, int(width_in * 72 / (0.6 * _RELATION_TITLE_PT)))
-    lines = [part for line in title.splitlines() for part in textwrap.wrap(line, chars) or [""]]
-    line_in = 1.3 * _RELATION_TITLE_PT / 72
-    header_in = RELATION_HEADER_IN + max(0, len(lines) - _RELATION_TITLE_LINES) * line_in
-    height_in = header_in + n_rows * row_h + RELATION_PAD_IN
-    fig = Figure(figsize=(width_in, height_in), dpi=_RELATION_DPI)
-    for i in range(n_rows):
-        top = height_in - header_in - i * row_h  # inches from the bottom
-        for j in range(n_cols):
-            left = RELATION_LABEL_IN + j * col_w + (RELATION_GROUP_GAP_IN if j >= n_src else 0)
-            ax = fig.add_axes(
-                (left / width_in, (top - cell_h) / height_in, cell_w / width_in, cell_h / height_in)
-            )
-            ax.imshow(cells[i, j], interpolation="antialiased")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_color(colours[i, j] or "0.6")
-                spine.set_linewidth(2.5 if colours[i, j] else 0.6)
-            if i == 0:
-                # a long title goes on two lines ("object_hue" / "+1") so neighbours never touch
-                label = titles[j] if len(titles[j]) <= 12 else titles[j].replace(" ", "\n", 1)
-                ax.set_title(label, fontsize=8, pad=3)
-            if j == 0:
-                ax.text(
-                    -0.12, 0.5, row_labels[i], transform=ax.transAxes, ha="right",
-                    va="center", fontsize=7.5, linespacing=1.15,
-                )  # fmt: skip
-            note = notes[i][j] if notes is not None else ""
-            if note:
-                ax.text(
-                    0.5, -0.04, note, transform=ax.transAxes, ha="center", va="top",
-                    fontsize=6.5, color=colours[i, j] or "0.25",
-                )  # fmt: skip
-    if lines:
-        fig.suptitle(
-            "\n".join(lines), fontsize=_RELATION_TITLE_PT, y=1 - 0.06 / height_in, va="top",
-            linespacing=1.3,
-        )  # fmt: skip
     return save_png(fig, path)

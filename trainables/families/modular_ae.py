@@ -51,24 +51,24 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from . import losses
-from ._config import TrainConfig
-from .data import tasks as _tasks  # noqa: F401  (prepare_view reads data.tasks; not imported there)
-from .loop import Phase, Trainer
+from .. import losses
+from ..core.config import TrainConfig
+from ..core.evaluation import score
+from ..core.trainer import Phase, Trainer
+from ..data import load
+from ..nets import ConvDecoder, ConvEncoder, MLPDiscriminator
+from . import modular_pictures
 from .modular_parts import (
-    MixturePrior,
     Relation,
-    fit_prior,
+    RelationalLearner,
     relation_accuracy,
-    relation_outcomes,
     relation_targets,
     relations_for,
 )
-from .nets import ConvDecoder, ConvEncoder, MLPDiscriminator
+from .modular_prior import MixturePrior, PriorBuffers, fit_prior
 
 VAL_ROWS = 2048
 CONVERTED_METRICS = ("dci", "mig", "sap")
-RELATION_EXAMPLES = 8  # rows of relations.png
 
 
 class ModularAEConfig(TrainConfig):
@@ -119,50 +119,6 @@ class ModularAEConfig(TrainConfig):
         return self
 
 
-class PriorBuffers(nn.Module):
-    """The adaptive prior as buffers (checkpointed and saved with the modules): padded means
-    (K, V, P), covariances (K, V, P, P) and whether it has been fitted."""
-
-    def __init__(self, factor_sizes: list[int], partition_size: int):
-        super().__init__()
-        self.factor_sizes = [int(s) for s in factor_sizes]
-        k, v, p = len(self.factor_sizes), max(self.factor_sizes), partition_size
-        self.register_buffer("means", torch.zeros(k, v, p))
-        self.register_buffer("covariances", torch.eye(p).repeat(k, v, 1, 1))
-        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
-
-    def store(self, prior: MixturePrior) -> None:
-        self.means.copy_(prior.means)
-        self.covariances.copy_(prior.covariances)
-        self.fitted.fill_(True)
-
-    def prior(self) -> MixturePrior:
-        sizes = self.factor_sizes
-        return MixturePrior(
-            [self.means[k, :s] for k, s in enumerate(sizes)],
-            [self.covariances[k, :s] for k, s in enumerate(sizes)],
-        )
-
-
-class RelationalLearner(nn.Module):
-    """[code (K * P), one-hot relation (R)] -> code: tanh MLP, added to the input code."""
-
-    def __init__(self, code_dim: int, n_relations: int, hidden: tuple[int, ...]):
-        super().__init__()
-        self.n_relations = n_relations
-        layers: list[nn.Module] = []
-        previous = code_dim + n_relations
-        for width in hidden:
-            layers += [nn.Linear(previous, width), nn.Tanh()]
-            previous = width
-        layers.append(nn.Linear(previous, code_dim))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, codes: torch.Tensor, relation_ids: torch.Tensor) -> torch.Tensor:
-        one_hot = F.one_hot(relation_ids, self.n_relations).to(codes.dtype)  # (N, R)
-        return codes + self.net(torch.cat([codes, one_hot], 1))  # (N, K * P)
-
-
 def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
     target = torch.full_like(logits, 1.0 if real else 0.0)
     return F.binary_cross_entropy_with_logits(logits, target)
@@ -173,8 +129,6 @@ def _check_relation_kinds(kinds: dict[str, str], dataset: str) -> None:
     (it would leave that factor cyclic without a word)."""
     if not kinds or not dataset:
         return
-    from .data import load
-
     names = load(dataset).factor_names
     known = {*names, *(f"{n}_bin" for n in names)}
     unknown = sorted(set(kinds) - known)
@@ -188,6 +142,7 @@ class ModularAE(Trainer):
     name = "modular_ae"
     Config = ModularAEConfig
     description = "modular weakly-disentangled AE (Valenti & Bacciu); relation accuracy"
+    tiny_config = {"latent_dim": 4}  # one 1-dim partition per factor of the tiny view
 
     # -- modules: their shapes depend on the data view's factors, so they are built in setup ----
     @classmethod
@@ -436,8 +391,6 @@ class ModularAE(Trainer):
 
     @torch.no_grad()
     def test_metrics(self, data: dict[str, Any]) -> dict[str, float]:
-        from ._eval import score
-
         cfg = self.cfg
         self.modules.eval()
         if not self.prior_fitted:  # training ended within the warm-up
@@ -498,90 +451,7 @@ class ModularAE(Trainer):
     # -- pictures -----------------------------------------------------------------------------
     def draw_pictures(self, data: dict[str, Any], directory: Path) -> list[Path]:
         """The family's own pictures, beside the shared ones (UMAP, reconstructions, traversals)."""
-        return [self.draw_relations(data, Path(directory) / "relations.png")]
-
-    def _picture_rows(self, data: dict[str, Any], n: int) -> np.ndarray:
-        """``n`` test rows drawn with the seed, each of another factor combination while there
-        are: the test split is in factor order, so its first rows would all look alike."""
-        order = np.random.default_rng(self.cfg.seed).permutation(np.asarray(data["test"]))
-        _, first = np.unique(np.asarray(data["factors"])[order], axis=0, return_index=True)
-        distinct = np.zeros(len(order), bool)
-        distinct[first] = True
-        return np.concatenate([order[distinct], order[~distinct]])[:n]
-
-    @torch.no_grad()
-    def draw_relations(
-        self, data: dict[str, Any], path: Path, *, n_examples: int = RELATION_EXAMPLES
-    ) -> Path:
-        """``relations.png``: row i is a test image (``n_examples`` of them, of distinct factor
-        values where the split allows), its reconstruction, then every relation's result on its
-        code, decoded. A result is framed in red when the prior converts it (most likely
-        component per partition) to other factor values than the image's true values moved by the
-        relation (``modular_parts.relation_outcomes``), in orange instead when it
-        is right for the source's own converted code (the encoder, not the relational learner,
-        got it wrong); a reconstruction is framed in red when the image's code converts to other
-        values than its true ones. Notes give the converted values of what is framed."""
-        from . import pictures
-
-        self.modules.eval()
-        if not self.prior_fitted:  # as in test_metrics: training ended within the warm-up
-            self.fit_prior()
-        prior = self.prior
-        rows = self._picture_rows(data, n_examples)
-        n, n_rel = len(rows), len(self.relations)
-        x = torch.as_tensor(data["images"][rows], device=self.device).float().div_(255.0)
-        z = self.encode(x)[0]  # (n, D)
-        ids = torch.arange(n_rel, device=self.device).repeat(n)  # (n * R,), source-major
-        out = self.relate(z.repeat_interleave(n_rel, 0), ids)  # (n * R, D)
-        classes = np.asarray(data["factors"])[rows]  # (n, K)
-        coded, _ = prior.classify(z, -math.inf)  # (n, K): the sources' converted codes
-        grid = out.reshape(n, n_rel, -1)  # (n, R, D)
-        truth = relation_outcomes(prior, classes, grid, self.relations)
-        # the same results judged against the source's code: right there but wrong against the
-        # truth means the relational learner did its part on a code the encoder misplaced
-        by_code = relation_outcomes(prior, coded, grid, self.relations)
-        decoded = self.decode(torch.cat([z, out])).cpu().numpy()  # (n + n * R, C, H, W)
-        sources = np.stack([x.cpu().numpy(), decoded[:n]], 1)  # (n, 2, C, H, W)
-        results = decoded[n:].reshape(n, n_rel, *decoded.shape[1:])  # (n, R, C, H, W)
-
-        def values(v: np.ndarray) -> str:
-            return " ".join(str(int(c)) for c in v)
-
-        source_wrong = (coded != classes).any(1)  # (n,)
-        red = ~truth.correct & ~by_code.correct  # (n, R)
-        orange = ~truth.correct & by_code.correct
-        blank = np.zeros((n, 1), bool)
-        notes = [
-            ["", f"coded {values(coded[i])}" if source_wrong[i] else ""]
-            + [
-                "" if truth.correct[i, r] else f"got {values(truth.predicted[i, r])}"
-                for r in range(n_rel)
-            ]
-            for i in range(n)
-        ]
-        names = self.factor_names
-        title = (
-            f"{self.name}: the relations applied to the codes of {n} test images, decoded\n"
-            f"red: {int(red.sum())} of {n * n_rel} results land on unexpected factor values; "
-            f"orange: {int(orange.sum())} more, right for a misplaced source code\n"
-            f"(red reconstruction: {int(source_wrong.sum())} of {n}); 'got' / 'coded': the "
-            f"converted values of {', '.join(names)}"
-        )
-        return pictures.relation_results(
-            sources,
-            results,
-            path,
-            source_labels=["input", "reconstruction"],
-            relation_labels=[f"{names[r.factor]} {r.step:+d}" for r in self.relations],
-            row_labels=[
-                "\n".join(f"{name} {int(c)}" for name, c in zip(names, classes[i], strict=True))
-                for i in range(n)
-            ],
-            wrong=np.concatenate([blank, source_wrong[:, None], red], 1),
-            inherited=np.concatenate([blank, blank, orange], 1),
-            notes=notes,
-            title=title,
-        )
+        return [modular_pictures.draw_relations(self, data, Path(directory) / "relations.png")]
 
     def saved_info(self) -> dict[str, Any]:
         return {

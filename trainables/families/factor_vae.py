@@ -16,9 +16,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from . import losses
+from .. import losses
+from ..nets import MLPDiscriminator
 from ._autoencoder import AEConfig, GaussianVAE
-from .nets import MLPDiscriminator
 
 
 class FactorVAEConfig(AEConfig):
@@ -34,6 +34,7 @@ class FactorVAE(GaussianVAE):
     Config = FactorVAEConfig
     description = "FactorVAE (Kim & Mnih 2018); gamma = discriminator TC weight"
     batches_per_step = 2
+    tiny_config = {"latent_dim": 4, "discriminator_hidden": (32, 32)}  # 6 x 1000: tested in losses
 
     @classmethod
     def build_modules(cls, cfg: FactorVAEConfig, in_channels: int) -> dict[str, nn.Module]:

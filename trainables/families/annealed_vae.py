@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from . import losses
+from .. import losses
 from ._autoencoder import AEConfig, GaussianVAE
 
 

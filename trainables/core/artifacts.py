@@ -8,15 +8,13 @@ the decoder keeps detail (reconstructions) and how the factors lie in code space
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import pictures
-
-if TYPE_CHECKING:
-    from .loop import Trainer
+from .trainer import Trainer
 
 MATRIX_TITLES = {
     "dci_importance": "DCI importance (boosted trees)",

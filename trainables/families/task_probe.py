@@ -21,10 +21,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ._config import DatasetConfig
+from ..core.config import DatasetConfig
+from ..nets import MLPHead
 from ._probe import GROUND_TRUTH, UPSTREAM_DOC, ProbeTrainer
 from .multitask import TaskConfig, TaskHeads, TaskTargets, prepare_task_data
-from .nets import MLPHead
 
 
 class TaskProbeConfig(TaskConfig):
@@ -38,6 +38,7 @@ class TaskProbe(TaskHeads, ProbeTrainer):
     name = "task_probe"
     Config = TaskProbeConfig
     description = "multi-task heads on a frozen upstream representation or the true factors (4.3)"
+    tiny_config = {"n_tasks": 3}
 
     @classmethod
     def prepare_data(

@@ -14,7 +14,7 @@ several optimisers or phases, declared as data). Everything every family does li
   checkpointed); ``compile`` runs the modules' forwards through ``torch.compile`` while training;
 - a non-finite loss ends the trial with a recorded reason (``NonFiniteLoss``) instead of training on
   NaNs; the study runner records it and goes on with the other trials;
-- after training: the family's test metrics, the shared evaluation path (``_eval.evaluate``), the
+- after training: the family's test metrics, the shared evaluation path (``core.evaluation.evaluate``), the
   pictures, and the saved model (``model/weights.pt`` + ``model/config.json``).
 """
 
@@ -22,175 +22,19 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._config import DatasetConfig, TrainConfig
-from ._context import TrialContext
-from ._eval import as_tensor, prepare_view, resolve_device
-
-
-class NonFiniteLoss(RuntimeError):
-    """A loss term became NaN or infinite: the trial ends, with this message as its reason."""
-
-
-@dataclass(frozen=True)
-class Phase:
-    """A training phase starting at optimiser step ``start`` (e.g. a warm-up, then the full model)."""
-
-    name: str
-    start: int = 0
-
-
-class Trainer:
-    """What a family defines; ``fit`` runs it.
-
-    Subclasses set ``Config`` and implement ``build_modules``, ``setup`` (optimisers, data-dependent
-    state), ``train_step`` and ``encode``; auto-encoders also ``decode``. ``modules`` holds every
-    ``nn.Module`` (checkpointed and saved), ``optimizers`` / ``schedulers`` every optimiser and LR
-    schedule (checkpointed).
-    """
-
-    name: ClassVar[str]
-    Config: ClassVar[type[TrainConfig]]
-    description: ClassVar[str] = ""
-    stochastic: ClassVar[bool] = False
-    """The encoder is a distribution: its sample is scored too (``*_sampled``)."""
-    batches_per_step: ClassVar[int] = 1
-    """Independent batches one step consumes (FactorVAE's discriminator trains on a second one)."""
-
-    def __init__(self, cfg: TrainConfig, in_channels: int, device: torch.device | str = "cpu"):
-        self.cfg = cfg
-        self.in_channels = in_channels
-        self.device = torch.device(device)
-        self.modules = nn.ModuleDict(self.build_modules(cfg, in_channels)).to(self.device)
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.schedulers: dict[str, Any] = {}
-        # Loss scaling for fp16 on CUDA only; disabled, it passes losses and steps through untouched.
-        fp16_cuda = cfg.precision == "fp16" and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16_cuda)
-        self._scaled_steps = 0  # backward_step calls since the loop last updated the scale
-        self._stepped: set[int] = set()  # optimisers stepped since then
-        self._in_backward_step = False
-
-    # -- what a family implements -------------------------------------------------------------
-    @classmethod
-    def build_modules(cls, cfg: Any, in_channels: int) -> dict[str, nn.Module]:
-        raise NotImplementedError
-
-    @classmethod
-    def prepare_data(cls, dataset: DatasetConfig, configs: Sequence[Any]) -> dict[str, Any]:
-        """Driver side, once per study: images, factors and splits (plus family extras)."""
-        return prepare_view(dataset)
-
-    @classmethod
-    def expand(cls, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """The trials one grid combination of a study stands for, as params added to it.
-
-        ``[{}]``: the combination itself. A family whose paper defines a baseline as several
-        models (the multi-task paper's single-task baseline: one model per task) says so here, so
-        every study trains it that way without listing the models.
-        """
-        return [{}]
-
-    def setup(self, data: dict[str, Any], images: torch.Tensor) -> None:
-        """Optimisers and data-dependent state; ``images`` is the uint8 view on the device."""
-        self.images = images
-
-    def phases(self) -> list[Phase]:
-        return [Phase("train")]
-
-    def train_step(self, batches: list[np.ndarray], phase: str, step: int) -> dict[str, float]:
-        """One optimiser step on ``batches`` (row indices); returns loss terms, ``loss`` first."""
-        raise NotImplementedError
-
-    def validate(self, data: dict[str, Any]) -> dict[str, float]:
-        """Validation metrics at each report (e.g. ``val/loss``)."""
-        return {}
-
-    def test_metrics(self, data: dict[str, Any]) -> dict[str, float]:
-        """Final metrics on the test split (e.g. ``rmse``, ``reconstruction_mse``)."""
-        return {}
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Images in [0, 1] (B, C, 64, 64) -> (code mean (B, D), code std (B, D) or None)."""
-        raise NotImplementedError
-
-    def encode_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Codes of rows of the study's images (row indices on the device); probes look up the
-        frozen codes computed once instead."""
-        return self.encode(self.batch(rows))
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor | None:
-        """Codes (B, D) -> images in [0, 1] (B, C, 64, 64); None when the family has no decoder."""
-        return None
-
-    @classmethod
-    def from_saved(cls, cfg: Any, info: dict[str, Any], device: torch.device) -> Trainer:
-        """The untrained modules a saved model's weights load into (``model/config.json``)."""
-        return cls(cfg, int(info["in_channels"]), device)
-
-    def saved_info(self) -> dict[str, Any]:
-        """What ``from_saved`` needs besides the config (written into ``model/config.json``)."""
-        return {}
-
-    def on_epoch_end(self, epoch: int) -> None:
-        """Called after each full pass over the train split (LR schedules step here)."""
-        for scheduler in self.schedulers.values():
-            scheduler.step()
-
-    # -- shared helpers -----------------------------------------------------------------------
-    def backward_step(self, loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> None:
-        """``zero_grad(set_to_none=True)``, ``loss.backward()`` and ``step()`` of ``optimizers``,
-        with fp16 loss scaling when ``self.scaler`` is enabled (a skipped step on inf/NaN
-        gradients, as GradScaler does); at fp32 and bf16 exactly those three calls."""
-        # An optimiser stepped twice in one loop step (modular_ae's relational updates): the
-        # scaler must update in between, or GradScaler refuses the second step.
-        if self.scaler.is_enabled() and any(id(o) in self._stepped for o in optimizers):
-            self.scaler.update()
-            self._stepped.clear()
-        self._stepped.update(id(o) for o in optimizers)
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        # Backward and the step outside autocast, as torch advises.
-        with torch.autocast(self.device.type, enabled=False):
-            self.scaler.scale(loss).backward()
-            self._in_backward_step = True
-            try:
-                for optimizer in optimizers:
-                    self.scaler.step(optimizer)
-            finally:
-                self._in_backward_step = False
-        self._scaled_steps += 1
-
-    def batch(self, rows: np.ndarray) -> torch.Tensor:
-        """The data path: index uint8 images on their device, then convert (no host copies)."""
-        index = torch.as_tensor(rows, device=self.images.device)
-        return self.images[index].float().div_(255.0)  # (B, C, 64, 64)
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {
-            "modules": self.modules.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
-        }
-        if self.scaler.is_enabled():  # the scale and its growth count: resume stays exact
-            state["scaler"] = self.scaler.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.modules.load_state_dict(state["modules"])
-        for key, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][key])
-        for key, scheduler in self.schedulers.items():
-            scheduler.load_state_dict(state["schedulers"][key])
-        if self.scaler.is_enabled():
-            self.scaler.load_state_dict(state["scaler"])
+from .config import TrainConfig
+from .context import TrialContext
+from .evaluation import evaluate
+from .saved import save_model
+from .trainer import NonFiniteLoss, Phase, Trainer
+from .view import as_tensor, resolve_device
 
 
 @dataclass(frozen=True)
@@ -353,12 +197,11 @@ def _report(trainer, data, ctx, schedule: Schedule, step: int, phase, sums, seen
 
 
 def fit(
-    trainer_cls: type[Trainer], cfg: TrainConfig, data: dict[str, Any], ctx: TrialContext
-) -> dict[str, float]:
-    """Train, then evaluate the representation, draw the pictures and save the model."""
-    from ._eval import evaluate
-    from ._saved import save_model
-
+    trainer_cls: type[Trainer], cfg: TrainConfig, data: dict[str, Any], ctx: TrialContext,
+    family: str | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """Train, then evaluate the representation, draw the pictures and save the model (recorded
+    as ``family``: the registry key that finds ``trainer_cls`` again)."""
     device = resolve_device(cfg.device)
     if cfg.precision == "fp16" and device.type != "cuda":  # e.g. ``auto`` on a node without GPU
         raise ValueError(
@@ -384,6 +227,6 @@ def fit(
     )
     final.update(trainer.test_metrics(data))
     final.update(evaluate(trainer, data, images, ctx.artifact_dir))
-    save_model(trainer, data, ctx.artifact_dir)
+    save_model(trainer, data, ctx.artifact_dir, family)
     ctx.report(final, step=last_step)
     return final

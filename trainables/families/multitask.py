@@ -7,7 +7,7 @@ factors. Variants:
   single_task  one head trained on task ``task_index`` alone;
   random       the encoder stays at its random initialisation; only the heads train (a baseline
                whose representation is still scored).
-After training, the encoder's codes go through the shared evaluation path (``trainables._eval``).
+After training, the encoder's codes go through the shared evaluation path (``trainables.core.evaluation``).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from ._config import DatasetConfig, TrainConfig
-from ._eval import prepare_view
-from .data.tasks import task_targets
-from .loop import Trainer
-from .nets import ConvEncoder, MLPHead
+from ..core.config import DatasetConfig, TrainConfig
+from ..core.trainer import Trainer
+from ..core.view import prepare_view
+from ..data.tasks import task_targets
+from ..nets import ConvEncoder, MLPHead
 
 
 class TaskConfig(TrainConfig):
@@ -162,6 +162,7 @@ class MultiTask(TaskHeads, Trainer):
     description = (
         "hard-parameter-sharing multi-task encoder (multi_head, one_head, single_task, random)"
     )
+    tiny_config = {"latent_dim": 4, "n_tasks": 3}
 
     @classmethod
     def build_modules(cls, cfg: MultiTaskConfig, in_channels: int) -> dict[str, nn.Module]:

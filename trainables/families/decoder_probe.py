@@ -24,10 +24,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from . import losses
-from ._config import TrainConfig
+from .. import losses
+from ..core.config import TrainConfig
+from ..nets import ConvDecoder
 from ._probe import GROUND_TRUTH, UPSTREAM_DOC, ProbeTrainer
-from .nets import ConvDecoder
 
 
 class DecoderProbeConfig(TrainConfig):

@@ -14,27 +14,33 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from .loop import Trainer
+from .builtins import family_key
+from .evaluation import encode
+from .trainer import Trainer
+from .view import as_tensor
 
 MODEL_DIR = "model"
 _DOWNLOAD_PREFIX = "downloaded-model-"
 FORMAT = 1
 
 
-def save_model(trainer: Trainer, data: dict[str, Any], artifact_dir: Path) -> Path:
+def save_model(
+    trainer: Trainer, data: dict[str, Any], artifact_dir: Path, family: str | None = None
+) -> Path:
+    """Weights and ``config.json``; ``family`` is the registry name that finds the trainer's class
+    again (default: ``builtins.family_key``)."""
     directory = Path(artifact_dir) / MODEL_DIR
     directory.mkdir(parents=True, exist_ok=True)
     weights = {name: module.state_dict() for name, module in trainer.modules.items()}
     torch.save(weights, directory / "weights.pt")
     config = {
         "format": FORMAT,
-        "family": trainer.name,
+        "family": family or family_key(type(trainer)),
         "config": trainer.cfg.model_dump(mode="json"),
         "in_channels": trainer.in_channels,
         "dataset": data.get("dataset"),
@@ -59,8 +65,6 @@ class SavedModel:
 
     def encode(self, images: np.ndarray | torch.Tensor, *, batch_size: int = 512) -> np.ndarray:
         """Mean codes (float64, (N, D)) of uint8 images (N, C, 64, 64)."""
-        from ._eval import as_tensor, encode
-
         tensor = images if isinstance(images, torch.Tensor) else as_tensor(images, "cpu")
         tensor = tensor.to(self.trainer.device)
 
@@ -92,21 +96,27 @@ def _model_dir(source: str | Path, tracking_uri: str | None) -> Path:
     return target / MODEL_DIR
 
 
-def load_model(
+def read_model(
     source: str | Path, *, tracking_uri: str | None = None, device: str = "cpu"
-) -> SavedModel:
-    """Rebuild a trial's modules from an artifact directory or an MLflow run id."""
-    from . import get_family
-
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A saved model's ``config.json`` and weights (tensors only), from an artifact directory or
+    an MLflow run id; ``trainables.load_model`` rebuilds the trainer from them."""
     directory = _model_dir(source, tracking_uri)
     info = json.loads((directory / "config.json").read_text())
-    family = get_family(info["family"])
-    cfg = family.Config(**info["config"])
-    trainer = family.trainer.from_saved(cfg, info, torch.device(device))
-    trainer.tracking_uri = tracking_uri  # a probe finds its own upstream in the same store
     weights = torch.load(directory / "weights.pt", weights_only=True, map_location=device)
     if directory.parent.name.startswith(_DOWNLOAD_PREFIX):  # ours, from MLflow: all read now
         shutil.rmtree(directory.parent, ignore_errors=True)
+    return info, weights
+
+
+def rebuild(
+    trainer_cls: type[Trainer], info: dict[str, Any], weights: dict[str, Any], device: str,
+    tracking_uri: str | None = None,
+) -> SavedModel:  # fmt: skip
+    """The trained modules of ``trainer_cls`` with ``weights`` loaded, in eval mode, no gradients."""
+    cfg = trainer_cls.Config(**info["config"])
+    trainer = trainer_cls.from_saved(cfg, info, torch.device(device))
+    trainer.tracking_uri = tracking_uri  # a probe finds its own upstream in the same store
     for name, module in trainer.modules.items():
         module.load_state_dict(weights[name])
     trainer.modules.eval()

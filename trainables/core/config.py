@@ -8,6 +8,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..metrics import get_metric
+
+GROUND_TRUTH = "ground_truth"
+"""The upstream that stands for the true factors themselves (each scaled to [-1, 1]): the probes'
+baseline representation, a ``source`` of probe studies and a row of their reports."""
+
 
 class DatasetConfig(BaseModel):
     """Which images a study uses and how they are split."""
@@ -38,7 +44,7 @@ class DatasetConfig(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    """What the shared loop (``trainables.loop``) and evaluation path (``trainables._eval``) read.
+    """What the shared loop (``core.loop``) and evaluation path (``core.evaluation``) read.
 
     Progress counts ``epochs`` (passes over the train split) unless ``steps`` is set: Locatello et
     al.'s families count 300k optimiser steps and report every ``report_every`` steps.
@@ -80,8 +86,6 @@ class TrainConfig(BaseModel):
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, names: list[str]) -> list[str]:
-        from .metrics import get_metric
-
         for name in names:
             get_metric(name)  # raises "unknown metric ..."
         if len(set(names)) != len(names):
@@ -99,8 +103,6 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_metric_options(self) -> TrainConfig:
-        from .metrics import get_metric
-
         for name, options in self.metric_options.items():
             if name not in self.metrics:
                 raise ValueError(f"metric_options.{name}: {name!r} is not in metrics {self.metrics}")

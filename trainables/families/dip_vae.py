@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from . import losses
+from .. import losses
 from ._autoencoder import AEConfig, GaussianVAE
 
 

@@ -1,0 +1,179 @@
+"""Launch records: the folders of a study's launches, ``study_launch.json`` (what a resume must
+continue), the one-launch-at-a-time lock, and ending a launch in MLflow (also from ``study sync``).
+
+Imports neither Ray nor torch: ``study status`` and ``study sync`` read these without starting Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+
+from . import tracking
+from .errors import SpecError
+from .journal import sync_experiment
+from .storage import StoragePath, storage_path
+
+log = logging.getLogger(__name__)
+
+LAUNCH_STAMP = "%Y%m%d-%H%M%S"
+
+
+def launches(storage: StoragePath | Path, study: str) -> list[StoragePath]:
+    """The ``<study>_<stamp>`` folders, oldest first; a study ``a`` must not pick up ``a_b``'s."""
+    pattern = re.compile(rf"{re.escape(study)}_\d{{8}}-\d{{6}}")
+    storage = storage_path(storage)
+    return sorted(p for p in storage.glob(f"{study}_*") if pattern.fullmatch(p.name) and p.is_dir())
+
+
+def latest_experiment(storage: StoragePath | Path, study: str) -> StoragePath | None:
+    runs = launches(storage, study)
+    return runs[-1] if runs else None
+
+
+@dataclass
+class SyncResult:
+    launch: str
+    trials: int
+    records_sent: int
+    trials_failing: int
+    launch_closed: bool
+
+
+def sync_study(study: str, uri: str, storage: StoragePath | Path) -> list[SyncResult]:
+    """Replay every trial journal of every launch of ``study`` into MLflow, then end each launch
+    as it ended (or was interrupted). Idempotent: a second sync sends nothing."""
+    storage = storage_path(storage)
+    folders = launches(storage, study)
+    if not folders:
+        raise SpecError(f"sync: no launch of study {study!r} under {storage}")
+    tracking.check_reachable(uri)
+    results = []
+    for folder in folders:
+        record = read_launch(folder)
+        trials, sent, failing = sync_experiment(uri, folder.fs, folder.path)
+        closed = True
+        if record.get("status"):  # the driver got to the end; None: it is running or was killed
+            experiment_id = MlflowClient(uri).get_run(record["parent_run_id"]).info.experiment_id
+            closed = close_launch(
+                uri, experiment_id, record["parent_run_id"], record["status"],
+                record.get("interrupted"),
+            )  # fmt: skip
+        results.append(SyncResult(folder.name, trials, sent, failing, closed))
+    return results
+
+
+LAUNCH_FILE = "study_launch.json"  # in the Ray experiment folder: what a resume must continue
+
+
+@contextlib.contextmanager
+def study_lock(storage: StoragePath | Path, study: str) -> Iterator[None]:
+    """One launch of a study at a time per storage: a second one is refused, in one line.
+
+    The lock file lives in the storage when it is a folder (an NFS folder locks across machines);
+    for a bucket, on this machine (one driver per study is the supported setup there).
+    """
+    storage = storage_path(storage)
+    if storage.is_local:
+        locks = storage.local / ".locks"
+    else:
+        digest = hashlib.sha256(storage.uri.encode()).hexdigest()[:16]
+        locks = Path(tempfile.gettempdir()) / "disentangle-study-locks" / digest
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SpecError(f"--storage {storage}: cannot write there ({err.strerror})") from None
+    path = locks / f"{study}.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise SpecError(
+                f"study {study!r} is already running ({holder}); wait for it or stop it first"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_launch(experiment: StoragePath | Path) -> dict[str, Any]:
+    path = experiment / LAUNCH_FILE
+    if not path.is_file():
+        raise SpecError(f"{experiment}: no {LAUNCH_FILE}; this launch cannot be resumed")
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SpecError(
+            f"{path}: not a readable launch record (cut short or overwritten); start the study "
+            "under a new name, or remove this launch folder"
+        ) from None
+    if not isinstance(record, dict) or not isinstance(record.get("spec"), dict):
+        raise SpecError(
+            f"{path}: not a launch record of `study run` (no spec); remove this launch folder"
+        )
+    return record
+
+
+def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    """The first key (dotted) whose value differs between two JSON-like trees, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in a or key not in b:
+                return name
+            found = first_difference(a[key], b[key], name)
+            if found:
+                return found
+        return None
+    return None if a == b else (prefix or "spec")
+
+
+def update_launch(experiment: StoragePath, **fields: Any) -> None:
+    path = experiment / LAUNCH_FILE
+    record = json.loads(path.read_text())
+    record.update(fields)
+    path.write_text(json.dumps(record))
+
+
+def close_launch(
+    uri: str, experiment_id: str, parent_run_id: str, status: str, interrupted: str | None
+) -> bool:
+    """End the parent run (and, if interrupted, the trial runs still RUNNING); False if the
+    tracking server could not be reached after a few tries."""
+    for wait in (0, 2, 5, 10):
+        time.sleep(wait)
+        try:
+            with tracking.fail_fast():
+                _close_launch(uri, experiment_id, parent_run_id, status, interrupted)
+            return True
+        except Exception as err:  # unreachable, 5xx, locked database
+            log.warning("could not end the launch in MLflow (%s); retrying", err)
+    return False
+
+
+def _close_launch(uri, experiment_id, parent_run_id, status, interrupted) -> None:
+    if interrupted:
+        reason = f"{interrupted}: study interrupted"
+        tracking.close_running_children(uri, experiment_id, parent_run_id, reason)
+    tracking.end_run(uri, parent_run_id, status)
