@@ -23,7 +23,6 @@ from ray import tune
 from ray._private import ray_constants
 
 from trainables import get_family
-from trainables.metrics import get_metric
 
 from . import sources, tracking
 from .journal import Journal, Sender, launch_summary, sync_experiment
@@ -33,6 +32,7 @@ from .records import (
     close_launch,
     first_difference,
     latest_experiment,
+    launch_plan,
     launches,
     read_launch,
     study_lock,
@@ -244,18 +244,6 @@ def run_study(
             spec, data, effective, previous, launch_record, config_text, tracking_uri, storage,
             address, num_cpus, verbose, extend_from,
         )  # fmt: skip
-
-
-def launch_plan(spec: StudySpec) -> dict[str, Any]:
-    """What ``study status`` reads of the spec, derived here once so that it need not validate
-    the spec again (which would import every family, and torch): trials, axes, ranking metric."""
-    metric = spec.search.metric or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
-    return {
-        "n_trials": spec.n_trials,
-        "axes": [*spec.sweep, *spec.expanded_keys, *(["upstream"] if spec.source else [])],
-        "metric": metric,
-        "mode": spec.search.mode if spec.search.metric else None,
-    }
 
 
 def _check_extension(

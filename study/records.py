@@ -23,6 +23,8 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
+from trainables.metrics import get_metric
+
 from . import tracking
 from .errors import SpecError
 from .journal import sync_experiment
@@ -115,6 +117,18 @@ def study_lock(storage: StoragePath | Path, study: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def launch_plan(spec: Any) -> dict[str, Any]:
+    """What ``study status`` reads of the spec, derived here once so that it need not validate
+    the spec again (which would import every family, and torch): trials, axes, ranking metric."""
+    metric = spec.search.metric or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
+    return {
+        "n_trials": spec.n_trials,
+        "axes": [*spec.sweep, *spec.expanded_keys, *(["upstream"] if spec.source else [])],
+        "metric": metric,
+        "mode": spec.search.mode if spec.search.metric else None,
+    }
 
 
 def read_launch(experiment: StoragePath | Path) -> dict[str, Any]:

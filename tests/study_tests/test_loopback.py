@@ -4,6 +4,7 @@ binds elsewhere again fails here."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -84,5 +85,16 @@ def test_every_listener_of_a_local_study_is_on_loopback(tmp_path):
     listeners = json.loads(done.stdout.strip().splitlines()[-1])
     names = {name for name, *_ in listeners}
     assert {"gcs_server", "raylet"} <= names, listeners  # the check saw Ray's own processes
-    exposed = [entry for entry in listeners if entry[2] not in ("127.0.0.1", "::1")]
+    exposed = [entry for entry in listeners if not _loopback(entry[2])]
     assert exposed == [], exposed
+
+
+def _loopback(host: str) -> bool:
+    address = ipaddress.ip_address(host)
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1, as gRPC binds it
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def test_loopback_reading():
+    assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("::ffff:127.0.0.1")
+    assert not _loopback("0.0.0.0") and not _loopback("::") and not _loopback("10.1.2.3")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from study.journal import Journal
-from study.records import LAUNCH_FILE, LAUNCH_STAMP
+from study.records import LAUNCH_FILE, LAUNCH_STAMP, launch_plan
 from study.spec import SpecError, parse_spec
 from study.status import study_status, to_json
 
@@ -29,7 +29,8 @@ def _launch(
     stamp = time.strftime(LAUNCH_STAMP, time.localtime(time.time() - 60 * minutes_ago))
     folder = storage / f"quickstart_{stamp}"
     folder.mkdir(parents=True)
-    record = {"parent_run_id": "p", "spec": json.loads(spec.model_dump_json()), "status": status}
+    record = {"parent_run_id": "p", "spec": json.loads(spec.model_dump_json()), "status": status,
+              "plan": launch_plan(spec)}  # fmt: skip
     record["extends"] = [e.name for e in extends]
     (folder / LAUNCH_FILE).write_text(json.dumps(record))
     fs = pafs.LocalFileSystem()
@@ -104,3 +105,13 @@ def test_a_trials_point_reads_flattened_data_axes_back():
         "t1: dataset.subset={scale: [0, 5], orientation: 0, posX: {bins: 4}}, lr=0.00229, "
         "upstream=12345678"
     )
+
+
+@pytest.mark.parametrize("text", ["", '{"parent_run_id": "p", "spe', "[1, 2]", '{"spec": {}}'])
+def test_a_cut_or_foreign_launch_record_is_one_line(tmp_path, text):
+    folder = _launch(tmp_path, None)
+    (folder / LAUNCH_FILE).write_text(text)
+    with pytest.raises(SpecError) as err:
+        study_status(tmp_path, "quickstart")
+    message = str(err.value)
+    assert "\n" not in message and LAUNCH_FILE in message and "Error" not in message
