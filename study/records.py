@@ -64,6 +64,12 @@ def sync_study(study: str, uri: str, storage: StoragePath | Path) -> list[SyncRe
     if not folders:
         raise SpecError(f"sync: no launch of study {study!r} under {storage}")
     tracking.check_reachable(uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        # A new empty store would take the records but not the launch's parent run: refuse.
+        raise SpecError(
+            f"sync: no tracking store at {uri}; give the --tracking-uri the study ran with "
+            "(sync sends to the store that holds its parent run, it never creates one)"
+        )
     results = []
     for folder in folders:
         record = read_launch(folder)

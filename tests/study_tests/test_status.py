@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -115,3 +117,17 @@ def test_a_cut_or_foreign_launch_record_is_one_line(tmp_path, text):
         study_status(tmp_path, "quickstart")
     message = str(err.value)
     assert "\n" not in message and LAUNCH_FILE in message and "Error" not in message
+
+
+def test_sync_into_a_missing_store_is_one_line_and_creates_nothing(tmp_path):
+    _launch(tmp_path / "ray_results", "FINISHED")
+    missing = tmp_path / "gone.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "study.cli", "sync", "quickstart", "--storage",
+         str(tmp_path / "ray_results"), "--tracking-uri", f"sqlite:///{missing}"],
+        cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "no tracking store" in lines[0] and "Traceback" not in done.stderr
+    assert not missing.exists()
