@@ -15,7 +15,6 @@ from typing import Any
 
 import yaml
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -25,6 +24,7 @@ from pydantic import (
 
 from trainables import DatasetConfig, get_family
 from trainables import data as datasets
+from trainables.core.checked import Checked
 from trainables.core.view import sampling_metrics_refusal
 from trainables.data import DataError
 from trainables.metrics import METRICS, SAMPLED, get_metric
@@ -44,10 +44,16 @@ _YAML_ERRORS = (yaml.YAMLError, ValueError, LookupError, AttributeError, Recursi
 
 
 def _yaml_problem(err: BaseException) -> str:
-    return str(getattr(err, "problem", None) or getattr(err, "reason", None) or repr(err))
+    """What went wrong, in words: PyYAML's own description, else what the leaked error means."""
+    problem = getattr(err, "problem", None) or getattr(err, "reason", None)
+    if problem:
+        return str(problem)
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    return "a value of a tagged or malformed type, e.g. an invalid date or !!int on text"
 
 
-class StudySpec(BaseModel):
+class StudySpec(Checked):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")

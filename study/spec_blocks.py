@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from trainables.core.checked import Checked
 from trainables.metrics import higher_is_better
 
 
-class Resources(BaseModel):
+class Resources(Checked):
     model_config = ConfigDict(extra="forbid")
 
     cpu: float = Field(default=1.0, gt=0)
@@ -23,7 +24,7 @@ class Resources(BaseModel):
 
 
 
-class Source(BaseModel):
+class Source(Checked):
     """Which upstream representations a probe study trains on; resolved before Ray starts.
 
     ``study`` + ``where`` select finished trial runs of other studies by their params, ``pick``
@@ -62,7 +63,7 @@ class Source(BaseModel):
         return self
 
 
-class Upstream(BaseModel):
+class Upstream(Checked):
     """One resolved source: what a probe trial is trained on, for its run's provenance tags."""
 
     model_config = ConfigDict(extra="forbid")
@@ -73,7 +74,7 @@ class Upstream(BaseModel):
     run_name: str = ""
 
 
-class Scheduler(BaseModel):
+class Scheduler(Checked):
     """Asynchronous successive halving (ASHA): at each rung, trials whose per-report ``metric`` is
     not in the best 1/``reduction_factor`` stop early. Time is the trials' progress: epochs, or
     optimiser steps for step-counted families."""
@@ -91,7 +92,7 @@ class Scheduler(BaseModel):
     """The last rung's bound (default: the longest config's epochs / steps)."""
 
 
-class Search(BaseModel):
+class Search(Checked):
     """How sampled axes are explored; grid axes (``seed`` above all) are crossed with each point."""
 
     model_config = ConfigDict(extra="forbid")
@@ -150,7 +151,7 @@ class Search(BaseModel):
         return self
 
 
-class Question(BaseModel):
+class Question(Checked):
     """What a study asks, for its report: the metrics its answer leads with, tested at ``alpha``."""
 
     model_config = ConfigDict(extra="forbid")

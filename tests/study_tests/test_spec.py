@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from study.space import swept_axes, to_param_space
-from study.spec import SpecError, load_spec, parse_spec
+from study.spec import SpecError, apply_overrides, load_spec, parse_spec
 
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 
@@ -185,3 +185,16 @@ def test_resume_finds_only_this_studys_launches(tmp_path):
     assert latest_experiment(tmp_path, "a").name == "a_20260102-000000"
     assert latest_experiment(tmp_path, "a_b").name == "a_b_20260103-000000"
     assert latest_experiment(tmp_path, "c") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("!!timestamp nope", "malformed type"), ("[" * 10_000, "nested too deeply"),
+     ("!!int x", "malformed type")],  # fmt: skip
+)
+def test_a_malformed_override_is_named_in_words_not_python_names(text, words):
+    with pytest.raises(SpecError) as err:
+        apply_overrides({"fixed": {}}, [f"fixed.epochs={text}"], "x.yaml")
+    message = str(err.value)
+    assert "--set fixed.epochs" in message and words in message and "\n" not in message
+    assert not any(name in message for name in ("RecursionError", "AttributeError", "ValueError"))

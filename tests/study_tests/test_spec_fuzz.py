@@ -344,3 +344,25 @@ def test_metrics_given_twice_with_odd_values(top, fixed):
     raw = copy.deepcopy(BASES["quickstart.yaml"])
     raw["metrics"], raw["fixed"]["metrics"] = top, fixed
     assert _check(raw) is None
+
+
+NUMBER_MUTATIONS = [True, False, 2**70, 10**30, -(10**12)]
+
+
+@pytest.mark.parametrize("config", sorted(BASES))
+@pytest.mark.parametrize("value", NUMBER_MUTATIONS, ids=repr)
+def test_a_boolean_or_huge_number_for_a_number_is_refused_naming_the_key(config, value):
+    # Lax parsing took `epochs: true` as 1 and 10**30 epochs as a plan; every numeric key of the
+    # config's fixed block, and the dataset's, must now be refused with its name.
+    base = BASES[config]
+    keys = [("fixed", k) for k, v in (base.get("fixed") or {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)]  # fmt: skip
+    keys.append(("dataset", "split_seed"))
+    for section, key in keys:
+        raw = copy.deepcopy(base)
+        raw.setdefault(section, {})[key] = value
+        with pytest.raises(SpecError) as err:
+            parse_spec(raw, SOURCE)
+        message = str(err.value)
+        assert key in message and "\n" not in message, (config, key, message)
+        assert "Error" not in message.replace("SpecError", ""), message

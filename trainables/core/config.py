@@ -6,16 +6,17 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..metrics import get_metric
+from .checked import Checked
 
 GROUND_TRUTH = "ground_truth"
 """The upstream that stands for the true factors themselves (each scaled to [-1, 1]): the probes'
 baseline representation, a ``source`` of probe studies and a row of their reports."""
 
 
-class DatasetConfig(BaseModel):
+class DatasetConfig(Checked):
     """Which images a study uses and how they are split."""
 
     model_config = ConfigDict(extra="forbid")
@@ -43,7 +44,7 @@ class DatasetConfig(BaseModel):
         return split
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Checked):
     """What the shared loop (``core.loop``) and evaluation path (``core.evaluation``) read.
 
     Progress counts ``epochs`` (passes over the train split) unless ``steps`` is set: Locatello et
