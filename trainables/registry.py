@@ -79,14 +79,11 @@ class Registry(Mapping[str, T], Generic[T]):
         """Decorator: ``@FAMILIES.register("my_vae")`` on a class (or function) of this kind."""
 
         def decorate(obj: Any) -> Any:
+            previous = self._registered.get(name)
+            again = previous is not None and _where(previous) == _where(obj)  # a module reloaded
             owner = self._owner(name)
-            if owner is not None and self._registered.get(name) is not obj:
-                if name in self._registered and _same_definition(self._registered[name], obj):
-                    pass  # the same module imported again (e.g. reloaded): not a clash
-                else:
-                    raise RegistryError(
-                        f"{self.kind} {name!r} is already {owner}; choose another name"
-                    )
+            if owner is not None and not again:
+                raise RegistryError(f"{self.kind} {name!r} is already {owner}; choose another name")
             self._reject(name, obj)
             self._registered[name] = obj
             self._resolved.pop(name, None)
@@ -172,15 +169,6 @@ class Registry(Mapping[str, T], Generic[T]):
             return f"an entry point ({self._entry_points[name].value})"
         return None
 
-    def key_of(self, obj: Any) -> str:
-        """The name that finds ``obj`` again in another process: its registry name when it has
-        one that travels, otherwise its dotted path."""
-        for name, resolved in self._resolved.items():
-            if resolved is obj or getattr(resolved, "target", None) is obj:
-                if name in self._builtins or ":" in name or name in (self._entry_points or {}):
-                    return name
-        return f"{obj.__module__}:{obj.__qualname__}"
-
     # -- the mapping of listable names --------------------------------------------------------
     def _names(self) -> list[str]:
         return sorted({*self._builtins, *self._registered, *self.entry_points()})
@@ -200,13 +188,6 @@ class Registry(Mapping[str, T], Generic[T]):
     def __len__(self) -> int:
         return len(self._names())
 
-    def builtin_names(self) -> list[str]:
-        return list(self._builtins)
-
 
 def _where(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
-
-
-def _same_definition(a: Any, b: Any) -> bool:
-    return _where(a) == _where(b)

@@ -33,10 +33,6 @@ class Family:
     trainer: type[Trainer]
 
     @property
-    def target(self) -> type[Trainer]:
-        return self.trainer
-
-    @property
     def name(self) -> str:
         return self.key
 
