@@ -359,7 +359,7 @@ def _pictures(doc, client, runs, by, metrics, out: Path, skipped) -> None:
         metric = next((m for m in scored if group[f"metrics.{m}"].notna().any()), None)
         if metric is None:
             continue
-        mode = "max" if higher_is_better(metric) else "min"
+        mode = selection.default_mode(metric)  # ``scored``: every metric here has a direction
         values = group[f"metrics.{metric}"]
         row = selection.best(list(values.index), values.get, mode)
         best.append((_label(key), group.at[row, "run_id"]))

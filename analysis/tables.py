@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from trainables.metrics import higher_is_better, selection
+from trainables.metrics import selection
 
 from .results import ResultsError, final_metric_columns, varying_params
 
@@ -51,8 +51,7 @@ def best_runs(
     if column not in runs.columns or runs[column].isna().all():
         known = final_metric_columns(runs)
         raise ResultsError(f"metric {metric!r} not logged in this study; logged: {known}")
-    if mode is None:
-        mode = "min" if higher_is_better(metric) is False else "max"
+    mode = mode or selection.default_mode(metric)
     rows = selection.ranked(list(runs.index), lambda i: runs.at[i, column], mode)
     return runs.loc[rows[:top]]
 

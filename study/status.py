@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainables.metrics import higher_is_better, selection
+from trainables.metrics import selection
 
 from .errors import SpecError
 from .journal import Journal, read_trial, trial_folders
@@ -139,7 +139,7 @@ def study_status(
         counts["KILLED"] += counts.pop("RUNNING")
         counts["RUNNING"] = 0
     own = metric == plan["metric"] and plan["mode"] is not None
-    mode = plan["mode"] if own else ("min" if higher_is_better(metric) is False else "max")
+    mode = plan["mode"] if own else selection.default_mode(metric)
 
     def best_of(states: list[TrialState]) -> TrialState | None:
         finished = [t for t in states if t.status == "FINISHED"]

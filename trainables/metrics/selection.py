@@ -30,6 +30,11 @@ def resolve_mode(metric: str, mode: str | None = None) -> str:
     return "max" if direction else "min"
 
 
+def default_mode(metric: str) -> str:
+    """``"min"`` for a metric whose lower values are better, else ``"max"`` (unknown: ``"max"``)."""
+    return "min" if higher_is_better(metric) is False else "max"
+
+
 def ranked(items: Iterable[T], score: Callable[[T], float | None], mode: str) -> list[T]:
     """The items with a finite score, best first; equal scores keep their order."""
     sign = -1.0 if mode == "max" else 1.0
