@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from trainables.metrics import higher_is_better  # noqa: E402
+from trainables.metrics.selection import Direction  # noqa: E402
 
 
 class BarInfo(NamedTuple):
@@ -21,12 +22,14 @@ class BarInfo(NamedTuple):
     stds: np.ndarray  # (groups, metrics); 0 where a group has a single run
 
 
-def bar_info(table: pd.DataFrame, metrics: list[str] | None = None) -> BarInfo:
+def bar_info(
+    table: pd.DataFrame, metrics: list[str] | None = None, direction: Direction = higher_is_better
+) -> BarInfo:
     """Grouped bars of bounded scores (those in [0, 1]) from a ``tables.summary`` frame."""
     available = list(table.columns.get_level_values(0).unique())
     if metrics is None:
-        # Registered scores only (bounded, higher is better): RMSE and timings have other scales.
-        metrics = [m for m in available if higher_is_better(m) is True]
+        # Scores only (bounded, higher is better): RMSE and timings have other scales.
+        metrics = [m for m in available if direction(m) is True]
     groups = [" / ".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in table.index]
     means = np.array([[table[(m, "mean")].iloc[g] for m in metrics] for g in range(len(groups))])
     stds = np.nan_to_num(

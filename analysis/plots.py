@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from trainables.metrics import higher_is_better  # noqa: E402
+from trainables.metrics.selection import Direction  # noqa: E402
 
 from .results import final_metric_columns  # noqa: E402
 
@@ -40,9 +41,9 @@ def _label(key) -> str:
     return " / ".join("-" if pd.isna(p) else str(p) for p in parts)
 
 
-def _kind(metric: str) -> str:
-    direction = higher_is_better(metric)
-    return "score" if direction is True else "error" if direction is False else "other"
+def _kind(metric: str, direction: Direction = higher_is_better) -> str:
+    higher = direction(metric)
+    return "score" if higher is True else "error" if higher is False else "other"
 
 
 # --- 1. grouped bars, one panel per metric scale ---------------------------------------------
@@ -56,16 +57,19 @@ class Panel(NamedTuple):
     stds: np.ndarray  # (groups, metrics); 0 where a group has a single run
 
 
-def bar_panels(summary: pd.DataFrame, metrics: list[str] | None = None) -> list[Panel]:
+def bar_panels(
+    summary: pd.DataFrame, metrics: list[str] | None = None, direction: Direction = higher_is_better
+) -> list[Panel]:
     """Split a ``tables.summary`` frame into bar panels of one direction and a similar scale.
 
     By default only metrics with a known direction are drawn (scores and errors); metrics whose
     group means are all NaN are skipped. Panels come scores first, then errors, then others,
     each kind from the largest scale down; metrics keep their order within a panel.
+    ``direction``: the metric registry's, or the runs' declared outputs' (``Declared.direction``).
     """
     available = list(summary.columns.get_level_values(0).unique())
     if metrics is None:
-        metrics = [m for m in available if higher_is_better(m) is not None]
+        metrics = [m for m in available if direction(m) is not None]
     groups = [_label(i) for i in summary.index]
     means = {m: summary[(m, "mean")].to_numpy(dtype=float) for m in metrics}
     scale = {
@@ -75,7 +79,7 @@ def bar_panels(summary: pd.DataFrame, metrics: list[str] | None = None) -> list[
 
     panels: list[Panel] = []
     for kind in ("score", "error", "other"):
-        chosen = [m for m in metrics if _kind(m) == kind and not math.isnan(scale[m])]
+        chosen = [m for m in metrics if _kind(m, direction) == kind and not math.isnan(scale[m])]
         bins: list[list[str]] = []
         for metric in sorted(chosen, key=lambda m: -scale[m]):
             top = scale[bins[-1][0]] if bins else None
@@ -204,7 +208,12 @@ def violin_groups(runs: pd.DataFrame, metric: str, by: list[str]) -> list[tuple[
     return [(_label(key), values) for key, values in out]
 
 
-def plot_violins(groups: Sequence[tuple[str, np.ndarray]], metric: str, title: str = ""):
+def plot_violins(
+    groups: Sequence[tuple[str, np.ndarray]],
+    metric: str,
+    title: str = "",
+    direction: Direction = higher_is_better,
+):
     """A violin per group with its runs overlaid as jittered points."""
     if not groups:
         raise ValueError("no groups with at least two values to draw")
@@ -216,8 +225,8 @@ def plot_violins(groups: Sequence[tuple[str, np.ndarray]], metric: str, title: s
         jitter = rng.uniform(-0.08, 0.08, size=len(values))
         ax.scatter(position + jitter, values, s=12, color="black", alpha=0.6, zorder=3)
     ax.set_xticks(positions, [label for label, _ in groups], rotation=30, ha="right")
-    direction = higher_is_better(metric)
-    hint = "" if direction is None else " (higher is better)" if direction else " (lower is better)"
+    higher = direction(metric)
+    hint = "" if higher is None else " (higher is better)" if higher else " (lower is better)"
     ax.set_ylabel(metric + hint)
     ax.set_title(title)
     fig.tight_layout()

@@ -17,13 +17,15 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from trainables.metrics import higher_is_better, selection
+from trainables.core.outputs import Declared
+from trainables.metrics import selection
 
 from . import hypothesis, plots, stats, tables
 from . import report_analyses as analyses
 from .document import Document
 from .results import (
     Design,
+    declared_outputs,
     load_studies,
     main_metrics,
     require_store,
@@ -31,20 +33,14 @@ from .results import (
     varying_params,
 )
 
-# The metrics a study's question is usually about, first: they lead the answer and pick the pictures.
-PRIMARY = (
-    "rmse", "reconstruction_mse", "relation_accuracy", "relation_accepted", "relation_chance",
-    "converted_dci_disentanglement", "converted_mig", "converted_sap", "mig", "dci_disentanglement",
-)  # fmt: skip
+# What a study's question is usually about leads the answer and picks the pictures: the outputs
+# the runs' families declare primary (``Trainer.outputs``), then these registered metrics.
+LEADING_METRICS = ("mig", "dci_disentanglement")
 MAX_CURVE_RUNS = 60  # learning curves: enough lines to see the spread, few enough to read
-CURVE_KEYS = ("val/rmse", "val/reconstruction_mse", "val/loss", "train/loss")
-PICTURES = (
-    "relations.png",
-    "traversals.png",
-    "reconstructions.png",
-    "umap.png",
-    "dci_importance.png",
-)
+# Learning curves: the families' declared ones, else a validation loss by the name
+# ``Trainer.validate`` suggests, else the loop's own training loss.
+FALLBACK_CURVES = ("val/loss", "train/loss")
+METRIC_PICTURES = ("dci_importance.png",)  # drawn by a metric, after the families' pictures
 
 
 def write_report(
@@ -55,11 +51,13 @@ def write_report(
     client = MlflowClient(tracking_uri)
     runs = load_studies(tracking_uri, studies, cache=cache)
     designs = {s: study_design(client, s) for s in studies}
+    declared = declared_outputs(runs)  # directions, leading outputs, curves, pictures
+    direction = declared.direction
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     by = grouping(runs, designs)
     asked = [m for d in designs.values() for m in d.question if f"metrics.{m}" in runs]
-    metrics = list(dict.fromkeys(asked + ordered(main_metrics(runs))))
+    metrics = list(dict.fromkeys(asked + ordered(main_metrics(runs, declared), declared)))
     skipped: list[str] = []
     doc = Document(f"Report: {', '.join(studies)}")
     written: list[Path] = []
@@ -70,25 +68,27 @@ def write_report(
     interval = (
         stats.interval_table(runs, by, metrics) if by else stats.interval_table(runs, [], metrics)
     )
-    marks = stats.best_marks(interval, metrics)
-    _answer(doc, runs, designs, interval, metrics, by, skipped)
+    marks = stats.best_marks(interval, metrics, direction)
+    _answer(doc, runs, designs, metrics, by, skipped, direction)
     _scores(doc, interval, marks, metrics, out, written)
-    analyses.single_task(doc, runs, metrics, skipped)
-    analyses.agreement(doc, runs, metrics, skipped)
-    analyses.variance(doc, runs, designs, metrics, skipped)
-    analyses.transfer(doc, runs, designs, metrics, skipped)
-    _figures(doc, runs, summary, metrics, by, skipped)
-    _curves(doc, client, runs, by, skipped)
-    _pictures(doc, client, runs, by, metrics, out, skipped)
+    analyses.single_task(doc, runs, metrics, skipped, direction)
+    analyses.agreement(doc, runs, metrics, skipped, direction)
+    analyses.variance(doc, runs, designs, metrics, skipped, direction)
+    analyses.transfer(doc, runs, designs, metrics, skipped, direction)
+    _figures(doc, runs, summary, metrics, by, skipped, direction)
+    _curves(doc, client, runs, by, skipped, declared)
+    _pictures(doc, client, runs, by, metrics, out, skipped, declared)
     doc.heading("Skipped")
     doc.bullets(skipped or ["nothing: every section had the data it needs"])
     written += doc.write(out)
     return written
 
 
-def ordered(metrics: list[str]) -> list[str]:
-    """``PRIMARY`` metrics first (in that order), then the rest alphabetically."""
-    first = [m for m in PRIMARY if m in metrics]
+def ordered(metrics: list[str], declared: Declared | None = None) -> list[str]:
+    """The declared primary outputs, then ``LEADING_METRICS`` (each in that order), then the rest
+    in the order given."""
+    leading = [*(declared or Declared()).primary, *LEADING_METRICS]
+    first = [m for m in dict.fromkeys(leading) if m in metrics]
     return first + [m for m in metrics if m not in first]
 
 
@@ -103,7 +103,10 @@ def grouping(runs: pd.DataFrame, designs: dict[str, Design]) -> list[str]:
         parts = [g for g in guessed if g.startswith(f"{factor}.")]
         declared += parts if parts and f"params.{factor}" not in runs else [factor]
     by = [f for f in dict.fromkeys(declared) if f in guessed or f"params.{f}" in runs]
-    if "upstream" in by or not declared:
+    # Studies compared side by side whose specs sweep only seeds: each study is one group (their
+    # params differ because their families do, which is not a factor of either study).
+    seeds_only = len(designs) > 1 and all(d.family and not d.factors for d in designs.values())
+    if ("upstream" in by or not declared) and not seeds_only:
         by = [b for b in by if b != "upstream"] + [g for g in guessed if g not in by]
     by = [
         b
@@ -147,7 +150,7 @@ def _label(key) -> str:
     return " / ".join(shown) or "-"
 
 
-def _answer(doc, runs, designs, interval, metrics, by, skipped) -> None:
+def _answer(doc, runs, designs, metrics, by, skipped, direction) -> None:
     """Per metric, the groups ranked best first with each step down tested over replicates
     (``hypothesis.ordering``: one-sided, paired where groups share seeds, Welch otherwise), Holm's
     correction across every step of the table; the metrics the study asks about lead."""
@@ -159,7 +162,7 @@ def _answer(doc, runs, designs, interval, metrics, by, skipped) -> None:
     asked = [m for d in designs.values() for m in d.question]
     asked = [m for m in dict.fromkeys(asked) if f"metrics.{m}" in runs]
     alpha = min((d.alpha for d in designs.values()), default=0.05)
-    others = [m for m in metrics if m not in asked and higher_is_better(m) is not None]
+    others = [m for m in metrics if m not in asked and direction(m) is not None]
     replicate = stats.replicate_column(runs)
     orderings: dict[str, tuple[list[str], list]] = {}
     for metric in asked + others:
@@ -167,7 +170,7 @@ def _answer(doc, runs, designs, interval, metrics, by, skipped) -> None:
         values = {g: v for g, v in values.items() if len(v.dropna())}
         if len(values) < 2:
             continue
-        ranked = hypothesis.ordering(values, higher_is_better=bool(higher_is_better(metric)))
+        ranked = hypothesis.ordering(values, higher_is_better=bool(direction(metric)))
         orderings[metric] = (ranked.groups, list(ranked.steps))
     if not orderings:
         skipped.append("answer: no metric with a known direction and two groups")
@@ -188,7 +191,7 @@ def _answer(doc, runs, designs, interval, metrics, by, skipped) -> None:
     )
     lines, rows = [], []
     for metric, (groups, steps) in orderings.items():
-        higher = bool(higher_is_better(metric))
+        higher = bool(direction(metric))
         strict, weak = (">", "≥") if higher else ("<", "≤")
         text = [groups[0]]
         for step in steps:
@@ -211,19 +214,19 @@ def _answer(doc, runs, designs, interval, metrics, by, skipped) -> None:
         )
     contrasts = [c for d in designs.values() for c in d.contrasts]
     if contrasts and asked:
-        lines = _contrasts(runs, by, asked, contrasts, replicate, alpha) + lines
+        lines = _contrasts(runs, by, asked, contrasts, replicate, alpha, direction) + lines
     doc.bullets(lines)
     doc.table(pd.DataFrame(rows).set_index("metric"), "each step of the rankings above")
     if not asked:
         skipped.append("answer: the study declares no question metrics (question: {metrics: [...]})")
 
 
-def _contrasts(runs, by, metrics, contrasts, replicate, alpha) -> list[str]:
+def _contrasts(runs, by, metrics, contrasts, replicate, alpha, direction) -> list[str]:
     """The question's own comparisons (first group better than the second), Holm-corrected
     across every (metric, pair) cell, each stated as significant or not."""
     cells: list[tuple[str, hypothesis.Comparison | str]] = []
     for metric in metrics:
-        alternative = "greater" if higher_is_better(metric) else "less"
+        alternative = "greater" if direction(metric) else "less"
         values = stats.group_values(runs, by, metric, replicate)
         for a, b in contrasts:
             missing = [g for g in (a, b) if g not in values]
@@ -300,10 +303,10 @@ def _summary_files(runs, summary, out: Path) -> list[Path]:
     return [out / "summary.csv", out / "runs.csv", out / "summary.md"]
 
 
-def _figures(doc, runs, summary, metrics, by, skipped) -> None:
+def _figures(doc, runs, summary, metrics, by, skipped, direction) -> None:
     doc.heading("Figures")
     panels = plots.bar_panels(
-        summary, [m for m in metrics if m in summary.columns.get_level_values(0)]
+        summary, [m for m in metrics if m in summary.columns.get_level_values(0)], direction
     )
     if panels:
         doc.figure(
@@ -313,12 +316,13 @@ def _figures(doc, runs, summary, metrics, by, skipped) -> None:
         )
     else:
         skipped.append("bars: no metric with a known direction")
-    first = next((m for m in metrics if higher_is_better(m) is not None), None)
+    first = next((m for m in metrics if direction(m) is not None), None)
     if first is not None:
         groups = plots.violin_groups(runs, first, by)
         if groups:
+            violins = plots.plot_violins(groups, first, f"{first} per group", direction)
             doc.figure(
-                plots.png_bytes(plots.plot_violins(groups, first, f"{first} per group")),
+                plots.png_bytes(violins),
                 f"violins_{first}.png",
                 f"Distribution of {first} over each group's runs",
             )
@@ -326,10 +330,10 @@ def _figures(doc, runs, summary, metrics, by, skipped) -> None:
             skipped.append(f"violins: no group has two runs of {first}")
 
 
-def _curves(doc, client, runs, by, skipped) -> None:
+def _curves(doc, client, runs, by, skipped, declared) -> None:
+    keys = [*declared.curves, *FALLBACK_CURVES]
     key = next(
-        (k for k in CURVE_KEYS if f"metrics.{k}" in runs and runs[f"metrics.{k}"].notna().any()),
-        None,
+        (k for k in keys if f"metrics.{k}" in runs and runs[f"metrics.{k}"].notna().any()), None
     )
     if key is None:
         skipped.append("learning curves: the runs log no per-epoch validation or training loss")
@@ -349,9 +353,10 @@ def _curves(doc, client, runs, by, skipped) -> None:
         skipped.append(f"learning curves: drew the first {MAX_CURVE_RUNS} of {len(runs)} runs")
 
 
-def _pictures(doc, client, runs, by, metrics, out: Path, skipped) -> None:
-    """The trials' own pictures: for each group, its best run's (by the first metric it logs)."""
-    scored = [m for m in metrics if higher_is_better(m) is not None]
+def _pictures(doc, client, runs, by, metrics, out: Path, skipped, declared) -> None:
+    """The trials' own pictures (those their families declare): for each group, its best run's
+    (by the first metric it logs)."""
+    scored = [m for m in metrics if declared.direction(m) is not None]
     keys = [f"params.{b}" for b in by]
     groups = runs.groupby(keys, dropna=False) if keys else [("all", runs)]
     best, used = [], []
@@ -359,14 +364,14 @@ def _pictures(doc, client, runs, by, metrics, out: Path, skipped) -> None:
         metric = next((m for m in scored if group[f"metrics.{m}"].notna().any()), None)
         if metric is None:
             continue
-        mode = selection.default_mode(metric)  # ``scored``: every metric here has a direction
+        mode = selection.default_mode(metric, declared.direction)  # ``scored``: each has one
         values = group[f"metrics.{metric}"]
         row = selection.best(list(values.index), values.get, mode)
         best.append((_label(key), group.at[row, "run_id"]))
         used.append(metric)
     first = ", ".join(dict.fromkeys(used))
     folder = out / "pictures"
-    for picture in PICTURES:
+    for picture in dict.fromkeys([*declared.pictures, *METRIC_PICTURES]):
         images = []
         for label, run_id in best:
             try:

@@ -5,14 +5,23 @@ to the document, or says in ``skipped`` why the data cannot support it."""
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
-from trainables.metrics import higher_is_better
+from trainables.metrics.selection import Direction
 
 from . import plots, stats
+from .results import declared_outputs
 
 
-def single_task(doc, runs, metrics, skipped) -> None:
+def _scored(runs, metrics, direction: Direction | None) -> list[str]:
+    """The metrics with a direction (the runs' declared outputs' by default)."""
+    direction = direction or declared_outputs(runs).direction
+    return [m for m in metrics if direction(m) is not None]
+
+
+def single_task(doc, runs, metrics, skipped, direction: Direction | None = None) -> None:
     if "params.variant" not in runs or not (runs["params.variant"] == "single_task").any():
         return
     if "params.task_index" not in runs:
@@ -20,19 +29,17 @@ def single_task(doc, runs, metrics, skipped) -> None:
         return
     doc.heading("Single-task models (mean, max and min over the task-specific models)")
     multitask = runs[runs["params.variant"].notna()]
-    for metric in [m for m in metrics if higher_is_better(m) is not None][:4]:
+    for metric in _scored(runs, metrics, direction)[:4]:
         if f"metrics.{metric}" not in multitask or multitask[f"metrics.{metric}"].isna().all():
             continue
         table = stats.single_task_summary(multitask, metric).round(3)
         doc.table(table.astype(str), f"{metric}")
 
 
-def agreement(doc, runs, metrics, skipped) -> None:
+def agreement(doc, runs, metrics, skipped, direction: Direction | None = None) -> None:
     # a rank correlation over fewer than three runs is +-1 by construction
-    scored = [
-        m for m in metrics
-        if higher_is_better(m) is not None and runs[f"metrics.{m}"].notna().sum() >= 3
-    ]  # fmt: skip
+    scored = _scored(runs, metrics, direction)
+    scored = [m for m in scored if runs[f"metrics.{m}"].notna().sum() >= 3]
     if len(scored) < 2 or len(runs) < 3:
         skipped.append("metric agreement: needs two metrics and three runs")
         return
@@ -45,7 +52,7 @@ def agreement(doc, runs, metrics, skipped) -> None:
         doc.table(matrix.round(2).astype(str).rename_axis("metric"), f"dataset {name}")
         doc.figure(
             plots.png_bytes(plots.plot_correlation_heatmap(matrix, f"Spearman, {name}")),
-            f"correlation_{name}.png",
+            f"correlation_{re.sub(r'[^A-Za-z0-9_-]+', '_', str(name))}.png",  # a dotted path
             f"Rank correlation between metrics ({name})",
         )
 
@@ -65,7 +72,7 @@ def _seeds(runs, designs) -> int:
     return runs[f"params.{seed}"].nunique() if f"params.{seed}" in runs else 1
 
 
-def variance(doc, runs, designs, metrics, skipped) -> None:
+def variance(doc, runs, designs, metrics, skipped, direction: Direction | None = None) -> None:
     hyper = _hyperparameters(runs, designs)
     if not hyper or _seeds(runs, designs) < 2:
         skipped.append("hyperparameter vs seed: needs a swept hyperparameter and two seeds")
@@ -73,7 +80,7 @@ def variance(doc, runs, designs, metrics, skipped) -> None:
     rows = []
     method = "tags.family"
     for parameter in hyper:
-        for metric in [m for m in metrics if higher_is_better(m) is not None]:
+        for metric in _scored(runs, metrics, direction):
             table = stats.variance_explained(runs, metric, parameter, method_column=method)
             table = table[table["n_settings"] >= 2]  # methods that did not sweep it say nothing
             table.insert(0, "metric", metric)
@@ -90,16 +97,14 @@ def variance(doc, runs, designs, metrics, skipped) -> None:
     )
 
 
-def transfer(doc, runs, designs, metrics, skipped) -> None:
+def transfer(doc, runs, designs, metrics, skipped, direction: Direction | None = None) -> None:
     """Per study: settings are only comparable within the study that swept them."""
+    direction = direction or declared_outputs(runs).direction
     shown = False
     for design in designs.values():
         own = runs[runs["tags.study"] == design.study] if "tags.study" in runs else runs
         hyper = _hyperparameters(own, {design.study: design})
-        scored = [
-            m for m in metrics
-            if higher_is_better(m) is not None and own[f"metrics.{m}"].notna().any()
-        ]  # fmt: skip
+        scored = [m for m in _scored(own, metrics, direction) if own[f"metrics.{m}"].notna().any()]
         if not hyper or len(scored) < 2 or _seeds(own, {design.study: design}) < 2:
             skipped.append(
                 f"selection transfer ({design.study}): needs a swept hyperparameter, two metrics "
@@ -114,7 +119,7 @@ def transfer(doc, runs, designs, metrics, skipped) -> None:
         for select in scored:
             for target in scored:
                 frame.loc[select, target] = stats.selection_transfer(
-                    own, select, target, settings, seed_column=f"params.{design.seed}"
+                    own, select, target, settings, f"params.{design.seed}", direction=direction
                 )
         doc.table(
             frame.round(2).astype(str).rename_axis("chosen by"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from trainables import GROUND_TRUTH
+from trainables.core import outputs
 from trainables.errors import UserError
 from trainables.metrics import ALIASES, SAMPLED
 
@@ -86,6 +86,7 @@ def runs_frame(client: MlflowClient, experiment_id: str, filter_string: str) -> 
 
 SEARCH_PAGE = 10_000
 UPSTREAM_TAG = "tags.upstream_run_id"
+OUTPUTS_COLUMN = f"tags.{outputs.TAG}"  # the family's declared outputs, JSON (``Declared``)
 
 
 def join_upstreams(runs: pd.DataFrame, client: MlflowClient) -> pd.DataFrame:
@@ -260,15 +261,31 @@ def _cached_runs(tracking_uri: str, study: str, cache: Path) -> pd.DataFrame:
     return runs
 
 
-def main_metrics(runs: pd.DataFrame) -> list[str]:
-    """The metrics a report leads with: final scores without per-task, train-split and timing
-    columns (those stay in runs.csv and the full summary)."""
+def declared_outputs(runs: pd.DataFrame) -> outputs.Declared:
+    """What the runs' families declare they report (``Trainer.outputs``): each run's ``outputs``
+    tag; for runs logged before the tag, the declarations of the family registered under their
+    ``family`` tag now (which imports it, and torch)."""
+    tags, families = (
+        runs[c] if c in runs else [None] * len(runs) for c in (OUTPUTS_COLUMN, "tags.family")
+    )
+    return outputs.gather(zip(tags, families, strict=True), _registered)
+
+
+def _registered(family: str) -> outputs.Declared:
+    from trainables import get_family  # torch: only for runs logged before the outputs tag
+
+    return get_family(family).declared
+
+
+def main_metrics(runs: pd.DataFrame, declared: outputs.Declared | None = None) -> list[str]:
+    """The metrics a report leads with: final scores without the breakdowns families declare as
+    ``detail`` (per task, relation, factor), train-split and timing columns (those stay in runs.csv
+    and the full summary)."""
+    declared = declared_outputs(runs) if declared is None else declared
     return [
         m
         for m in final_metric_columns(runs)
-        if not re.search(r"_task_\d+$", m)
-        # modular_ae's per-relation and per-factor breakdowns and its acceptance threshold
-        and not re.search(r"_(plus|minus)1$|^converted_accuracy_|^relation_threshold$", m)
+        if not declared.is_detail(m)
         and not m.endswith(SAMPLED)  # the sampled representation's scores: in summary.csv
         and not m.endswith(("_train", "_test"))
     ]

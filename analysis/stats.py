@@ -14,6 +14,9 @@ import pandas as pd
 from scipy import stats
 
 from trainables.metrics import higher_is_better
+from trainables.metrics.selection import Direction
+
+from .results import declared_outputs
 
 STATS = ("mean", "std", "n", "ci")
 SINGLE_TASK = "single_task"
@@ -31,8 +34,8 @@ def _require(runs: pd.DataFrame, columns: list[str]) -> None:
         raise KeyError(f"columns {missing} not in the runs frame")
 
 
-def _direction(metric: str) -> bool:
-    higher = higher_is_better(metric)
+def _direction(metric: str, direction: Direction) -> bool:
+    higher = direction(metric)
     if higher is None:
         raise ValueError(f"metric {metric!r} has no known direction (higher or lower is better)")
     return higher
@@ -71,18 +74,21 @@ def interval_table(
     return pd.concat(parts, axis=1, names=["metric", "stat"])
 
 
-def best_marks(table: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
+def best_marks(
+    table: pd.DataFrame, metrics: list[str] | None = None, direction: Direction = higher_is_better
+) -> pd.DataFrame:
     """Which entries to bold: per metric, the best group by mean and every group not shown worse.
 
     "Not shown worse" means its interval (mean ± ci) overlaps the best group's. A group without an
     interval (one run) is marked only if its mean equals the best: a single run proves nothing. A
     best group without an interval is taken as the point at its mean. Metrics with no known direction
-    (counts, total correlation) get an all-False column.
+    (counts, total correlation) get an all-False column. ``direction``: the metric registry's, or
+    the runs' declared outputs' (``results.declared_outputs(runs).direction``).
     """
     metrics = list(table.columns.get_level_values(0).unique()) if metrics is None else metrics
     marks = pd.DataFrame(False, index=table.index, columns=pd.Index(metrics, name="metric"))
     for metric in metrics:
-        higher = higher_is_better(metric)
+        higher = direction(metric)
         mean, ci = table[(metric, "mean")], table[(metric, "ci")]
         if higher is None or mean.isna().all():
             continue
@@ -355,6 +361,7 @@ def selection_transfer(
     seed_column: str = "params.seed",
     *,
     other_seeds: bool = True,
+    direction: Direction | None = None,
 ) -> float:
     """How often picking a setting by one metric beats picking one at random on another.
 
@@ -370,14 +377,16 @@ def selection_transfer(
     seeds other than the one used to select: the selection's own luck does not carry over. With a
     single seed in the frame, or ``other_seeds=False``, it is the run on the selecting seed itself
     (selecting and judging on the same runs, so identical metrics always give 1.0). Seeds whose
-    chosen setting has no target value are skipped; NaN when none is left.
+    chosen setting has no target value are skipped; NaN when none is left. Directions come from
+    ``direction``, by default the runs' declared outputs' (``results.declared_outputs``).
     """
     select = _column(select_metric, "metrics")
     target = _column(target_metric, "metrics")
     settings = [_column(c, "params") for c in setting_columns]
     _require(runs, [select, target, seed_column, *settings])
-    higher_select = _direction(select.removeprefix("metrics."))
-    higher_target = _direction(target.removeprefix("metrics."))
+    direction = direction or declared_outputs(runs).direction
+    higher_select = _direction(select.removeprefix("metrics."), direction)
+    higher_target = _direction(target.removeprefix("metrics."), direction)
     seeds = runs[seed_column]
     same_run = not other_seeds or seeds.nunique(dropna=False) < 2
     wins = []

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from trainables.metrics import selection
+from trainables.metrics.selection import Direction
 
-from .results import ResultsError, final_metric_columns, varying_params
+from .results import ResultsError, declared_outputs, final_metric_columns, varying_params
 
 
 def summary(runs: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
@@ -45,13 +46,19 @@ def mean_pm_std(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 
 def best_runs(
-    runs: pd.DataFrame, metric: str, mode: str | None = None, top: int = 5
+    runs: pd.DataFrame,
+    metric: str,
+    mode: str | None = None,
+    top: int = 5,
+    direction: Direction | None = None,
 ) -> pd.DataFrame:
+    """The ``top`` runs by ``metric``: ``mode``, else its direction (by default the runs' declared
+    outputs', ``results.declared_outputs``)."""
     column = f"metrics.{metric}"
     if column not in runs.columns or runs[column].isna().all():
         known = final_metric_columns(runs)
         raise ResultsError(f"metric {metric!r} not logged in this study; logged: {known}")
-    mode = mode or selection.default_mode(metric)
+    mode = mode or selection.default_mode(metric, direction or declared_outputs(runs).direction)
     rows = selection.ranked(list(runs.index), lambda i: runs.at[i, column], mode)
     return runs.loc[rows[:top]]
 

@@ -1,4 +1,4 @@
-"""The ``study`` command: run | resume | status | sync | best | report | reproduce | score |
+"""The ``study`` command: run | resume | status | sync | evaluate | best | report | reproduce | score |
 show-data | list. Bad input (a ``UserError``) exits 2 with one line on stderr; anything else is a
 bug and keeps its traceback."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from . import cli_launch, cli_results  # noqa: F401 (each registers its commands on the app)
+from . import cli_evaluate, cli_launch, cli_results  # noqa: F401 (each registers its commands)
 from .cli_app import app, errors
 
 

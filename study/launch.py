@@ -274,6 +274,7 @@ def _run_locked(
 ) -> StudyResult:  # fmt: skip
     _init_ray(address, num_cpus)
     check_resources(spec)
+    declared = get_family(spec.family).declared  # what its runs report: their tag, the plan's
 
     search = search_setup(spec, extend_from)  # before MLflow is written: it can fail
     experiment_path = previous or storage / f"{spec.name}_{time.strftime(LAUNCH_STAMP)}"
@@ -303,7 +304,7 @@ def _run_locked(
                     "config_text": config_text,
                     "n_points": spec.n_points if spec.sampled_axes else 0,
                     "extends": [p.name for p in extend_from],
-                    "plan": launch_plan(spec),
+                    "plan": launch_plan(spec, declared),
                 }  # fmt: skip
             )
         )
@@ -315,6 +316,7 @@ def _run_locked(
         family=spec.family,
         dataset=json.loads(spec.dataset.model_dump_json()),
         upstreams=sources.provenance_tags(spec) if spec.source is not None else {},
+        outputs=declared.to_tag(),
     )
     launch = LaunchInfo(
         spec.family, max(1, int(spec.resources.cpu)), info, search.grid, search.by_index,

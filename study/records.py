@@ -23,6 +23,7 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
+from trainables.core.outputs import Declared
 from trainables.metrics import get_metric
 
 from . import tracking
@@ -125,15 +126,17 @@ def study_lock(storage: StoragePath | Path, study: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def launch_plan(spec: Any) -> dict[str, Any]:
+def launch_plan(spec: Any, declared: Declared | None = None) -> dict[str, Any]:
     """What ``study status`` reads of the spec, derived here once so that it need not validate
-    the spec again (which would import every family, and torch): trials, axes, ranking metric."""
+    the spec again (which would import every family, and torch): trials, axes, ranking metric,
+    and the family's ``declared`` outputs (the directions of metrics it may rank by instead)."""
     metric = spec.search.metric or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
     return {
         "n_trials": spec.n_trials,
         "axes": [*spec.sweep, *spec.expanded_keys, *(["upstream"] if spec.source else [])],
         "metric": metric,
         "mode": spec.search.mode if spec.search.metric else None,
+        "outputs": (declared or Declared()).as_dict(descriptions=False),
     }
 
 

@@ -15,7 +15,8 @@ from typing import Any
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from trainables import GROUND_TRUTH
+from trainables import GROUND_TRUTH, get_family
+from trainables.core import outputs
 from trainables.errors import UserError
 from trainables.metrics import selection
 from trainables.metrics.selection import resolve_mode
@@ -141,8 +142,11 @@ def _best(runs: list[Run], source: Source, where: str) -> list[Run]:
         raise SpecError(
             f"{where}.metric: {metric!r} is not logged (finite) by the selected runs; logged: {logged}"
         )
+    # The upstream runs' declared outputs (their family's, for runs logged before the tag).
+    tags = ((r.data.tags.get(outputs.TAG), r.data.tags.get("family")) for r in scored)
+    declared = outputs.gather(tags, lambda family: get_family(family).declared)
     try:
-        mode = resolve_mode(metric, source.mode)
+        mode = resolve_mode(metric, source.mode, declared.direction)
     except UserError:
         raise SpecError(
             f"{where}.mode: is higher {metric!r} better? set mode: max or min"

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,7 +32,7 @@ from trainables.metrics import METRICS, SAMPLED, get_metric
 
 from . import space
 from .errors import SpecError
-from .spec_blocks import Question, Resources, Search, Source, Upstream
+from .spec_blocks import Question, Resources, Search, Source, Upstream, settle_directions
 
 _ENUMERATE_UP_TO = 100_000  # grid combinations n_grid enumerates to apply a family's expansion
 
@@ -84,6 +85,13 @@ class StudySpec(Checked):
     @classmethod
     def _known_family(cls, value: str) -> str:
         get_family(value)  # a RegistryError: unknown name, bad dotted path, not a Trainer
+        return value
+
+    @field_validator("question", "search")
+    @classmethod
+    def _directions(cls, value: Question | Search | None, info: ValidationInfo) -> Any:
+        if value is not None and "family" in info.data:  # else the family's own error is shown
+            settle_directions(value, get_family(info.data["family"]).declared.direction)
         return value
 
     @field_validator("metrics")

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from trainables.core.checked import Checked
-from trainables.metrics import higher_is_better
+from trainables.metrics.selection import Direction
 
 
 class Resources(Checked):
@@ -42,7 +42,7 @@ class Source(Checked):
     metric: str | None = None
     """What ``best`` / ``per_seed`` rank by, e.g. ``mig`` or ``rmse``."""
     mode: Literal["max", "min"] | None = None
-    """Whether higher or lower ``metric`` is better (default: from the metric registry)."""
+    """Whether higher or lower ``metric`` is better (default: as the upstream runs declare it)."""
     group_by: list[str] = Field(default_factory=list)
     """Params whose every combination gets its own best run, e.g. ``[variant]``."""
     runs: list[str] = Field(default_factory=list)
@@ -102,7 +102,7 @@ class Search(Checked):
     metric: str | None = None
     """What Optuna optimises: a final metric, e.g. ``mig`` or ``rmse``."""
     mode: Literal["min", "max"] | None = None
-    """Default: the metric registry's direction."""
+    """Default: the metric's direction (the family's declared outputs, else the metric registry)."""
     num_samples: int = Field(default=1, ge=1)
     """Points of the sampled axes (each run once per grid combination)."""
     seed: int = Field(default=0, ge=0, lt=2**31)
@@ -120,19 +120,9 @@ class Search(Checked):
                 f"search.metric {self.metric!r} is reported during training; the search ranks "
                 "trials by a final metric (e.g. rmse, mig); ASHA takes per-report ones"
             )
-        if self.metric is not None and self.mode is None:
-            direction = higher_is_better(self.metric)
-            if direction is not None:
-                self.mode = "max" if direction else "min"
         if self.algorithm == "optuna":
             if self.metric is None:
                 raise ValueError("algorithm: optuna needs search.metric (e.g. mig)")
-            if self.mode is None:
-                raise ValueError(
-                    f"search.mode: set min or max (no known direction for {self.metric!r})"
-                )
-            if "num_samples" not in self.model_fields_set:
-                raise ValueError("algorithm: optuna needs search.num_samples (points to try)")
         elif self.storage is not None:
             raise ValueError("search.storage keeps an Optuna study: set algorithm: optuna")
         if self.storage is not None:
@@ -166,10 +156,25 @@ class Question(Checked):
 
     @field_validator("metrics")
     @classmethod
-    def _scores(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if higher_is_better(name) is None:
-                raise ValueError(f"{name!r} is not a final metric with a direction")
+    def _once(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("a metric is listed twice")
         return value
+
+
+def settle_directions(block: Search | Question, direction: Direction) -> None:
+    """What needs the study's family (its declared outputs' ``direction``, ``Trainer.outputs``):
+    the search's default mode, and a direction for every metric the question asks about."""
+    if isinstance(block, Question):
+        for name in block.metrics:
+            if direction(name) is None:
+                raise ValueError(f"metrics: {name!r} is not a final metric with a direction")
+        return
+    if block.metric is not None and block.mode is None:
+        higher = direction(block.metric)
+        if higher is not None:
+            block.mode = "max" if higher else "min"
+    if block.algorithm == "optuna" and block.mode is None:
+        raise ValueError(f"search.mode: set min or max (no known direction for {block.metric!r})")
+    if block.algorithm == "optuna" and "num_samples" not in block.model_fields_set:
+        raise ValueError("algorithm: optuna needs search.num_samples (points to try)")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainables.core.outputs import Declared
 from trainables.metrics import selection
 
 from .errors import SpecError
@@ -139,7 +140,10 @@ def study_status(
         counts["KILLED"] += counts.pop("RUNNING")
         counts["RUNNING"] = 0
     own = metric == plan["metric"] and plan["mode"] is not None
-    mode = plan["mode"] if own else selection.default_mode(metric)
+    # Directions of the family's own outputs from the plan (launches recorded before it carried
+    # them: the metric registry's only).
+    declared = Declared.from_dict(plan.get("outputs"))
+    mode = plan["mode"] if own else selection.default_mode(metric, declared.direction)
 
     def best_of(states: list[TrialState]) -> TrialState | None:
         finished = [t for t in states if t.status == "FINISHED"]

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 from mlflow.entities import RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from trainables.core.outputs import TAG as OUTPUTS_TAG
+
 T = TypeVar("T")
 DEFAULT_STORE = "mlruns.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -124,6 +126,9 @@ class TrackingInfo:
     dataset: dict[str, Any]
     upstreams: dict[str, dict[str, str]] = field(default_factory=dict)
     """Probes: upstream run id -> the provenance tags of the runs trained on it."""
+    outputs: str = ""
+    """The family's declared outputs and pictures (``Declared.to_tag``), made once on the driver:
+    every trial run carries them, so analysis ranks by them without importing the family."""
 
 
 def start_parent_run(
@@ -297,6 +302,8 @@ def run_record(
         "dataset": str(dataset.get("name", "")),
         "trial_id": trial_id,
     }
+    if info.outputs:
+        tags[OUTPUTS_TAG] = info.outputs
     for key in ("variant", "seed"):
         if key in params:
             tags[key] = str(params[key])

@@ -130,8 +130,10 @@ def test_builtin_families_are_named_as_data_pointing_down_into_families():
 
 
 @pytest.mark.parametrize(
-    "module", ["study.status", "study.records", "study.cli", "trainables.metrics", "trainables.data"]
-)
+    "module",
+    ["study.status", "study.records", "study.cli", "trainables.metrics", "trainables.data",
+     "trainables.core.outputs", "analysis.report"],
+)  # fmt: skip
 def test_light_commands_import_neither_ray_nor_torch(module):
     code = f"import sys, {module}; print(sorted({{'ray', 'torch'}} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -9,13 +9,16 @@
 the family's own ``Trainer.tiny_config`` on top): defaults validate and unknown keys fail; each
 expansion is a valid trial; a short fit reports finite losses at explicit steps, writes its pictures
 and a saved model that reloads to exactly the scored codes, and ``study score`` on its codes gives the
-logged scores; a fit killed after its first checkpoint resumes to the same numbers as one never
+logged scores, and reports what the family declares (``Trainer.outputs``, ``check_outputs``); a
+fit killed after its first checkpoint resumes to the same numbers as one never
 stopped; the loss falls over 60 steps. The built-in families run the same checks (tests/).
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from .core.config import DatasetConfig
 from .core.context import LocalContext
 from .core.family import Family, get_family
 from .core.trainer import Trainer
+from .metrics import METRICS, SAMPLED
 from .metrics.scoring import load_arrays, score_arrays
 
 TINY_VIEW = DatasetConfig(
@@ -36,7 +40,14 @@ TINY = dict(
     steps=4, report_every=2, batch_size=8, lr=1e-3, metric_train_points=120,
     metric_test_points=60, pictures=False, umap_points=60,
 )  # fmt: skip
+_STEPS = ("steps", "report_every")
 UPSTREAM_FAMILY = "multitask"  # what a probe family's checks train first, to sit on
+
+
+def inputs_dir(family: Family) -> Path:
+    """Where a family's ``tiny_inputs`` (e.g. an encoder file) are written, once per machine."""
+    safe = "".join(c if c.isalnum() else "_" for c in family.key)
+    return Path(tempfile.gettempdir()) / "disentangle-study-tiny" / safe
 
 
 class TrialKilled(Exception):
@@ -70,7 +81,10 @@ def tiny_config(family: str | type[Trainer] | Family, upstream: str | Path | Non
                 **overrides: Any) -> Any:  # fmt: skip
     """The family's Config for a few steps on ``TINY_VIEW`` (``upstream``: a probe's model)."""
     family = as_family(family)
-    params = {**TINY, **family.trainer.tiny_config}
+    trainer = family.trainer
+    # A family that does not train has no steps to count.
+    tiny = TINY if trainer.trains else {k: v for k, v in TINY.items() if k not in _STEPS}
+    params = {**tiny, **trainer.tiny_config, **trainer.tiny_inputs(inputs_dir(family))}
     if family.trainer.is_probe and upstream is not None:
         params["upstream"] = str(upstream)
     return family.Config(**{**params, **overrides})
@@ -102,11 +116,12 @@ def check_config(family: str | type[Trainer] | Family) -> None:
     """Defaults validate; unknown keys and unknown metric options are refused; each expansion of
     the defaults is a valid, deterministic trial."""
     family = as_family(family)
-    cfg = family.Config()
+    inputs = family.trainer.tiny_inputs(inputs_dir(family))  # files the family cannot do without
+    cfg = family.Config(**inputs)
     assert cfg.seed == 0 and cfg.metrics, "the defaults must validate, with metrics"
     for bad in ({"not_a_key": 1}, {"metrics": ["mig"], "metric_options": {"mig": {"bins": 3}}}):
         try:
-            family.Config(**bad)
+            family.Config(**inputs, **bad)
         except ValueError:
             continue
         raise AssertionError(f"{family.key}: Config accepted {bad}")
@@ -127,8 +142,11 @@ def check_fit(family: str | type[Trainer] | Family, data: dict, directory: str |
     cfg = tiny_config(family, upstream, pictures=True)
     ctx = LocalContext(directory)
     final = family.fit(cfg, data, ctx)
-    assert ctx.steps == [2, 4, 4], f"report steps {ctx.steps}, expected [2, 4, 4]"
-    assert all(math.isfinite(r["train/loss"]) for r in ctx.reports[:2]), "non-finite train/loss"
+    if family.trainer.trains:
+        assert ctx.steps == [2, 4, 4], f"report steps {ctx.steps}, expected [2, 4, 4]"
+        assert all(math.isfinite(r["train/loss"]) for r in ctx.reports[:2]), "non-finite loss"
+    else:
+        assert ctx.steps == [0], f"a family that does not train reports once, not {ctx.steps}"
     for key in ("mig", "dci_disentanglement", "dci_completeness"):
         assert math.isfinite(final[key]), key
     art = Path(directory) / "artifacts"
@@ -156,7 +174,34 @@ def check_fit(family: str | type[Trainer] | Family, data: dict, directory: str |
         assert math.isfinite(final["mig_sampled"]) and (art / "codes_sampled.npz").exists()
     else:
         assert "mig_sampled" not in final
+    check_outputs(family, final, ctx.reports, art)
     return final
+
+
+def check_outputs(
+    family: str | type[Trainer] | Family,
+    final: dict[str, float],
+    reports: Sequence[dict[str, float]] = (),
+    artifacts: Path | None = None,
+) -> None:
+    """The family declares what it reports (``Trainer.outputs``): every final value that is not a
+    registered metric's output, progress or a metric timing matches a declaration, every
+    declaration matches a value reported (a ``curve``: in ``reports``), the declarations fit in a
+    run's tag, and each declared picture was drawn (when ``artifacts`` is given)."""
+    family = as_family(family)
+    declared = family.declared
+    registered = {o for spec in METRICS.values() for o in spec.outputs}
+    own = [k.removesuffix(SAMPLED) for k in final if k not in ("epoch", "step")]
+    own = [k for k in own if k not in registered and not k.startswith("metric_seconds_")]
+    undeclared = [k for k in own if declared.find(k) is None]
+    assert not undeclared, f"{family.key} reports {undeclared}: declare them (Trainer.outputs)"
+    progress = {k for report in reports for k in report}
+    for output in declared.outputs:
+        if not any(output.matches(k) for k in (progress if output.curve else final)):
+            raise AssertionError(f"{family.key} declares {output.name!r} but never reports it")
+    declared.to_tag()  # too long for a run's tag: ValueError
+    for picture in declared.pictures if artifacts is not None else ():
+        assert (Path(artifacts) / picture).read_bytes()[:8] == PNG, f"declared {picture} not drawn"
 
 
 def check_resume(family: str | type[Trainer] | Family, data: dict, directory: str | Path,
@@ -167,6 +212,10 @@ def check_resume(family: str | type[Trainer] | Family, data: dict, directory: st
     cfg = tiny_config(family, upstream)
     straight = LocalContext(Path(directory) / "straight")
     expected = family.fit(cfg, data, straight)
+    if not family.trainer.trains:  # no checkpoint to resume from: a rerun gives the same numbers
+        again = family.fit(cfg, data, LocalContext(Path(directory) / "again"))
+        assert values(again) == values(expected), "a second run gives other numbers"
+        return
     try:
         family.fit(cfg, data, KilledAfter(Path(directory) / "resumed", 1))
         raise AssertionError("the killed fit did not stop")
@@ -181,8 +230,10 @@ def check_resume(family: str | type[Trainer] | Family, data: dict, directory: st
 
 def check_learns(family: str | type[Trainer] | Family, data: dict, directory: str | Path,
                  upstream: Path | None = None) -> None:  # fmt: skip
-    """The training loss falls over 60 steps."""
+    """The training loss falls over 60 steps (a family that does not train is refused here)."""
     family = as_family(family)
+    if not family.trainer.trains:
+        raise ValueError(f"{family.key} declares trains = False: it has no loss to fall")
     cfg = tiny_config(family, upstream, steps=60, report_every=20, metrics=["mig"],
                       metric_train_points=50)  # fmt: skip
     ctx = LocalContext(directory)
@@ -199,4 +250,5 @@ def check_family(family: str | type[Trainer] | Family, directory: str | Path) ->
     data, upstream = tiny_data(family, directory)
     check_fit(family, data, Path(directory) / "fit", upstream)
     check_resume(family, data, Path(directory) / "resume", upstream)
-    check_learns(family, data, Path(directory) / "learns", upstream)
+    if family.trainer.trains:
+        check_learns(family, data, Path(directory) / "learns", upstream)

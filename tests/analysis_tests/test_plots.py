@@ -23,8 +23,11 @@ from analysis.plots import (
 )
 from analysis.stats import metric_rank_correlation
 from analysis.tables import summary
+from trainables.core.outputs import Declared, Output
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Errors are the families' own outputs: their direction comes from what the runs declare.
+DIRECTION = Declared((Output("rmse", False), Output("reconstruction_mse", False))).direction
 
 
 def png_size(path) -> tuple[int, int]:
@@ -50,7 +53,7 @@ def runs() -> pd.DataFrame:
 
 
 def test_bar_panels_split_scores_by_scale_and_keep_errors_apart(runs):
-    panels = bar_panels(summary(runs, ["variant"]))
+    panels = bar_panels(summary(runs, ["variant"]), direction=DIRECTION)
     by_metric = {m: i for i, p in enumerate(panels) for m in p.metrics}
     # mig ~0.05 vs informativeness ~0.9: 18x apart, never one panel
     assert by_metric["mig"] != by_metric["dci_informativeness"]
@@ -72,7 +75,7 @@ def test_bar_panels_split_scores_by_scale_and_keep_errors_apart(runs):
 def test_bar_panels_explicit_metrics_and_single_runs(runs):
     one_run = runs.groupby("params.variant").head(1)
     table = summary(one_run, ["variant"])
-    panels = bar_panels(table, metrics=["mig", "rmse"])
+    panels = bar_panels(table, metrics=["mig", "rmse"], direction=DIRECTION)
     assert [p.metrics for p in panels] == [["mig"], ["rmse"]]
     assert np.all(panels[0].stds == 0)  # std of one run is NaN: drawn as no error bar
     with_nan = table.copy()
@@ -81,7 +84,7 @@ def test_bar_panels_explicit_metrics_and_single_runs(runs):
 
 
 def test_plot_bar_panels_one_axis_per_panel(runs, tmp_path):
-    panels = bar_panels(summary(runs, ["variant"]))
+    panels = bar_panels(summary(runs, ["variant"]), direction=DIRECTION)
     fig = plot_bar_panels(panels, title="study")
     assert len(fig.axes) == len(panels)
     for ax, panel in zip(fig.axes, panels, strict=True):

@@ -19,6 +19,10 @@ from analysis.stats import (
     single_task_summary,
     variance_explained,
 )
+from trainables.core.outputs import Declared, Output
+
+# rmse is a family's output: its direction comes from what the runs declare (``Trainer.outputs``).
+RMSE = Declared((Output("rmse", False),))
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:
@@ -77,7 +81,8 @@ def test_interval_table_keeps_missing_params_and_several_keys():
 
 
 def test_best_marks_overlap_direction_and_single_runs(groups):
-    marks = best_marks(interval_table(groups, ["loss_kind"], ["mig", "rmse", "mig_active_dims"]))
+    table = interval_table(groups, ["loss_kind"], ["mig", "rmse", "mig_active_dims"])
+    marks = best_marks(table, direction=RMSE.direction)
     # mig: c is best (12 ± 2.48); b (10 ± 2.48) overlaps; a does not; d equals the best with one
     # run; e lies inside c's interval but has no interval of its own, so it is not marked
     assert marks["mig"].to_dict() == {"a": False, "b_1": True, "c": True, "d": True, "e": False}
@@ -97,7 +102,7 @@ def test_best_marks_best_group_without_interval():
 
 def test_format_table_markdown_and_latex(groups):
     table = interval_table(groups, ["loss_kind"], ["mig", "rmse"])
-    marks = best_marks(table)
+    marks = best_marks(table, direction=RMSE.direction)
     markdown = format_table(table, marks, digits=2)
     lines = markdown.splitlines()
     assert lines[0] == "| loss_kind | mig | rmse |"
@@ -205,7 +210,8 @@ def transfer_runs() -> pd.DataFrame:
     dci = {"0": {"1": 0.2, "4": 0.8, "16": 0.5}, "1": {"1": 0.3, "4": 0.6, "16": 0.9}}
     return frame([
         {"params.beta": beta, "params.seed": seed, "metrics.mig": mig[seed][beta],
-         "metrics.dci_disentanglement": dci[seed][beta], "metrics.rmse": -dci[seed][beta]}
+         "metrics.dci_disentanglement": dci[seed][beta], "metrics.rmse": -dci[seed][beta],
+         "tags.outputs": RMSE.to_tag()}
         for seed in mig for beta in mig[seed]
     ])  # fmt: skip
 

@@ -9,6 +9,7 @@ import pytest
 from analysis.figures import bar_info, factor_traversals
 from analysis.results import ResultsError, final_metric_columns, varying_params
 from analysis.tables import best_runs, mean_pm_std, summary, to_markdown
+from trainables.core.outputs import Declared, Output
 from trainables.data import load
 
 
@@ -22,6 +23,7 @@ def runs() -> pd.DataFrame:
                 "params.epochs": "5", "metrics.mig": base + 0.1 * seed, "metrics.rmse": 1 - base,
                 "metrics.dci_informativeness": 0.5, "metrics.dci_informativeness_test": 0.5,
                 "metrics.train/loss": 3.0, "metrics.metric_seconds_dci": 1.0,
+                "tags.outputs": Declared((Output("rmse", False),)).to_tag(),  # as a run carries it
             })  # fmt: skip
     return pd.DataFrame(rows)
 

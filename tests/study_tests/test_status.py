@@ -21,8 +21,9 @@ QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 
 
 def _launch(
-    storage: Path, status: str | None, minutes_ago: float = 10.0, extends=(), scale: float = 1.0
-) -> Path:
+    storage: Path, status: str | None, minutes_ago: float = 10.0, extends=(), scale: float = 1.0,
+    metric: str = "mig", declared=None,
+) -> Path:  # fmt: skip
     raw = yaml.safe_load(QUICKSTART.read_text())
     raw["fixed"]["task_index"] = 0  # one single-task model: 4 variants x 2 seeds = 8 trials
     raw["sweep"]["seed"] = [0, 1]
@@ -32,7 +33,7 @@ def _launch(
     folder = storage / f"quickstart_{stamp}"
     folder.mkdir(parents=True)
     record = {"parent_run_id": "p", "spec": json.loads(spec.model_dump_json()), "status": status,
-              "plan": launch_plan(spec)}  # fmt: skip
+              "plan": launch_plan(spec, declared)}  # fmt: skip
     record["extends"] = [e.name for e in extends]
     (folder / LAUNCH_FILE).write_text(json.dumps(record))
     fs = pafs.LocalFileSystem()
@@ -44,7 +45,7 @@ def _launch(
         journal.append({"op": "run", "tags": {"trial_id": name}, "params": params})
         journal.append({"op": "metrics", "step": 1, "metrics": {"train/loss": 1.0}, "time": 0})
         if mig is not None:
-            journal.append({"op": "metrics", "step": 5, "metrics": {"mig": scale * mig}, "time": 0})
+            journal.append({"op": "metrics", "step": 5, "metrics": {metric: scale * mig}, "time": 0})
         if end:
             journal.append({"op": "end", "status": end, "reason": ""})
     return folder
@@ -63,6 +64,15 @@ def test_counts_best_and_time_left(tmp_path):
     assert 590 < state.elapsed_s < 700
     # 3 trials done in ~10 minutes, 5 left: about 10 * 5 / 3 minutes more.
     assert state.remaining_s == pytest.approx(state.elapsed_s * 5 / 3)
+
+
+def test_a_family_output_ranks_by_the_direction_the_plan_carries(tmp_path):
+    from trainables import get_family
+
+    # The plan carries multitask's declared outputs: rmse is lower-is-better (a: 0.2, b: 0.5).
+    _launch(tmp_path, None, metric="rmse", declared=get_family("multitask").declared)
+    state = study_status(tmp_path, "quickstart", metric="rmse")
+    assert state.best.name == "a" and state.best.metric == 0.2
 
 
 def test_an_extension_reports_the_best_of_the_whole_study(tmp_path):

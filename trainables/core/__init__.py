@@ -5,7 +5,8 @@
   -> ``saved`` (model/weights.pt + config.json) -> ``evaluation`` (encode, score, codes.npz)
   -> ``artifacts`` (matrices, pictures) -> ``trainer`` (the interface a family implements)
   -> ``view`` (the rendered, split data view) -> ``config`` / ``context`` (what a trial reads
-  and where it reports).
+  and where it reports); ``trainer`` -> ``outputs`` (what a family declares it reports, and
+  their directions; torch-free, read by analysis and ``study status``).
 
 Families (``trainables.families``) sit above this and import from it; nothing here imports a family.
 """

@@ -15,6 +15,7 @@ BUILTIN_FAMILIES = {
     "decoder_probe": "trainables.families.decoder_probe:DecoderProbe",
     "task_probe": "trainables.families.task_probe:TaskProbe",
     "modular_ae": "trainables.families.modular_ae:ModularAE",
+    "external": "trainables.families.external:External",
 }
 
 

@@ -21,6 +21,7 @@ from .builtins import BUILTIN_FAMILIES
 from .config import DatasetConfig, TrainConfig
 from .context import TrialContext
 from .loop import fit
+from .outputs import Declared
 from .saved import SavedModel, read_model, rebuild
 from .trainer import Trainer
 
@@ -43,6 +44,11 @@ class Family:
     @property
     def description(self) -> str:
         return self.trainer.description
+
+    @property
+    def declared(self) -> Declared:
+        """Its outputs and pictures (``Trainer.outputs`` / ``pictures``), as its runs carry them."""
+        return Declared.of(self.trainer)
 
     def prepare_data(self, dataset: DatasetConfig, configs: Sequence[Any]) -> dict[str, Any]:
         return self.trainer.prepare_data(dataset, configs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from .config import DatasetConfig, TrainConfig
+from .outputs import Output
 from .view import prepare_view
 
 
@@ -48,9 +50,23 @@ class Trainer:
     """Independent batches one step consumes (FactorVAE's discriminator trains on a second one)."""
     is_probe: ClassVar[bool] = False
     """Trains on a frozen upstream representation (``Config.upstream``), not on images."""
+    trains: ClassVar[bool] = True
+    """False: nothing trains (an encoder brought from elsewhere): one final report, no checkpoint."""
     tiny_config: ClassVar[dict[str, Any]] = {}
     """What the family needs on top of ``trainables.testing``'s tiny config (a few steps on 96
     images) for the contract checks to run it, e.g. a small ``latent_dim``."""
+    outputs: ClassVar[tuple[Output, ...]] = ()
+    """What ``test_metrics`` (and ``validate``, for learning curves) report besides the registered
+    metrics' outputs: name or prefix, direction, bounds, whether a report leads with it or keeps it
+    out of its main tables. Analysis and ``study status`` rank by these, never by a family's name."""
+    pictures: ClassVar[tuple[str, ...]] = ("umap.png",)
+    """The PNGs a report shows of a run, best first (every family's codes get a UMAP)."""
+
+    @classmethod
+    def tiny_inputs(cls, directory: Path) -> dict[str, Any]:
+        """Config entries naming files the tiny config needs, written under ``directory`` (e.g. an
+        encoder to load); most families need none."""
+        return {}
 
     def __init__(self, cfg: TrainConfig, in_channels: int, device: torch.device | str = "cpu"):
         self.cfg = cfg
@@ -102,7 +118,8 @@ class Trainer:
         return {}
 
     def test_metrics(self, data: dict[str, Any]) -> dict[str, float]:
-        """Final metrics on the test split (e.g. ``rmse``, ``reconstruction_mse``)."""
+        """Final metrics on the test split (e.g. ``rmse``, ``reconstruction_mse``), each declared
+        in ``outputs``."""
         return {}
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -113,6 +130,11 @@ class Trainer:
         """Codes of rows of the study's images (row indices on the device); probes look up the
         frozen codes computed once instead."""
         return self.encode(self.batch(rows))
+
+    def fixed_codes(self, data: dict[str, Any]) -> np.ndarray | None:
+        """Codes of the rows of ``data`` that do not come from images (a file of codes), so a
+        probe on this model reads them instead of encoding; None: encode the images."""
+        return None
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor | None:
         """Codes (B, D) -> images in [0, 1] (B, C, 64, 64); None when the family has no decoder."""

@@ -41,10 +41,11 @@ def prepare_view(cfg: DatasetConfig) -> dict[str, Any]:
             )
         index = np.sort(rng.choice(dataset.num_samples, cfg.n_samples, replace=False))
     classes = dataset.index_to_classes(index)
+    # By row, not by class: a dataset of stored rows (not a grid) cannot render a class vector.
     images = np.concatenate(
         [
-            dataset.images(classes[i : i + _RENDER_CHUNK])
-            for i in range(0, len(classes), _RENDER_CHUNK)
+            dataset.row_images(index[i : i + _RENDER_CHUNK])
+            for i in range(0, len(index), _RENDER_CHUNK)
         ]
     )
     order = rng.permutation(len(index))
@@ -63,12 +64,15 @@ def prepare_view(cfg: DatasetConfig) -> dict[str, Any]:
         "images": images,  # uint8 (N, C, 64, 64)
         "factors": dataset.labels(classes),  # int64 (N, K): scored labels (bins, no nuisance)
         # Rows are the scored grid in official order: sampling metrics can fix factors.
-        "full_grid": cfg.n_samples is None and dataset.is_plain,
+        "full_grid": cfg.n_samples is None and dataset.is_plain and dataset.is_grid,
         # Task inputs: values of the scored factors, each rescaled to [-1, 1].
         "inputs": datasets.tasks.normalised_inputs(dataset, classes)[:, dataset.relevant],
         "train": np.sort(order[:n_train]),
         "val": np.sort(order[n_train : n_train + n_val]),
         "test": np.sort(order[n_train + n_val :]),
+        # int64 (N,): each row's row in the loaded dataset (before the subset), e.g. to find a
+        # user's per-row codes given in the dataset's own order.
+        "rows": dataset.base_rows(index),
     }
 
 
@@ -91,14 +95,19 @@ def sampling_metrics_refusal(cfg: DatasetConfig, metrics: Sequence[str]) -> str 
     """Why ``metrics`` cannot run on this data view (None if they can), without rendering it.
 
     FactorVAE and BetaVAE fix one factor and vary the others: they need every grid point with the
-    scored factors as its classes (no sampling, no bins, no nuisance factors).
+    scored factors as its classes (no sampling, no bins, no nuisance factors), so a dataset of
+    rows that are not the whole grid (``is_grid`` false) cannot feed them at all.
     """
     needing = [m for m in metrics if get_metric(m).needs_source]
     if not needing:
         return None
+    dataset = datasets.load(cfg.name, **cfg.options)
+    if not dataset.is_grid:  # before n_samples: unsetting it would not help
+        why = getattr(dataset, "why_not_grid", f"{dataset.name} is not a factor grid")
+        return f"{needing} need the whole factor grid: {why}; the other metrics run on any rows"
     if cfg.n_samples is not None:
         return f"{needing} need the whole factor grid: unset dataset.n_samples"
-    view = datasets.subset(datasets.load(cfg.name, **cfg.options), cfg.subset)
+    view = datasets.subset(dataset, cfg.subset)
     if not view.is_plain:
         return f"{needing} need the plain factor grid: the subset bins factors or has nuisance ones"
     return None

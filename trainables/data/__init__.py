@@ -14,6 +14,7 @@ from typing import Any
 from ..registry import Registry, RegistryError
 from .base import DataError, FactorSubset, GroundTruthData
 from .dsprites import DSprites, DSpritesFile
+from .files import FileData
 from .mpi3d import VARIANT_SIZES, MPI3DFile, MPI3DToy
 from .shapes3d import Shapes3D, Shapes3DFile
 from .subsets import NAMED_SUBSETS, resolve
@@ -42,10 +43,11 @@ def _mpi3d(
     return MPI3DToy(variant)
 
 
-# Each loader renders procedurally without ``path`` and reads the official file with it.
+# Each loader renders procedurally without ``path`` and reads the official file with it; ``files``
+# reads a user's own file (docs/own_data.md).
 DATASETS: Registry[Callable[..., GroundTruthData]] = Registry(
     "dataset",
-    {"dsprites": _dsprites, "shapes3d": _shapes3d, "mpi3d": _mpi3d},
+    {"dsprites": _dsprites, "shapes3d": _shapes3d, "mpi3d": _mpi3d, "files": FileData},
     group="disentangle_study.datasets",
     check=lambda obj: (
         None if callable(obj) else f"{obj!r} is not callable (a GroundTruthData class)"
@@ -86,6 +88,7 @@ __all__ = [
     "NAMED_SUBSETS",
     "DataError",
     "FactorSubset",
+    "FileData",
     "GroundTruthData",
     "load",
     "register_dataset",

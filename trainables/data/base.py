@@ -71,6 +71,13 @@ class GroundTruthData(ABC):
     def is_plain(self) -> bool:
         return True
 
+    @property
+    def is_grid(self) -> bool:
+        """Whether rows are the whole factor grid (index = mixed radix of the classes). A dataset
+        of arbitrary rows (``files`` without every combination) is not: its index is a row number,
+        it cannot render by class and grid metrics (FactorVAE, BetaVAE) refuse it."""
+        return True
+
     def labels(self, classes: np.ndarray) -> np.ndarray:
         return self._check_classes(classes)
 
@@ -118,6 +125,16 @@ class GroundTruthData(ABC):
     def images_float(self, classes: np.ndarray) -> np.ndarray:
         return self.images(classes).astype(np.float32) / 255.0
 
+    def row_images(self, index: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Images of rows by index: uint8 (N, C, 64, 64). A grid renders their classes; a dataset
+        of stored rows (not a grid) overrides this to read them."""
+        return self.images(self.index_to_classes(index))
+
+    def base_rows(self, index: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Rows of the loaded dataset (its storage order, before any subset), int64: lets a user's
+        per-row file (e.g. codes of an external encoder) be matched to a view's rows."""
+        return np.asarray(index, dtype=np.int64)
+
     @abstractmethod
     def _render(self, classes: np.ndarray) -> np.ndarray: ...
 
@@ -153,6 +170,11 @@ class FactorSubset(GroundTruthData):
         bins: Mapping[str, Sequence[Sequence[int]]] | None = None,
         nuisance: Sequence[str] = (),
     ):
+        if not parent.is_grid:  # a subset restricts grid classes; stored rows have no grid
+            raise DataError(
+                f"dataset.subset: {parent.name} is not a full factor grid; a subset needs one "
+                "(use dataset.n_samples to draw fewer rows)"
+            )
         bins = dict(bins or {})
         for name in [*keep, *bins, *nuisance]:
             if name not in parent.factor_names:
@@ -233,6 +255,10 @@ class FactorSubset(GroundTruthData):
 
     def _render(self, classes: np.ndarray) -> np.ndarray:
         return self.parent.images(self.to_parent(classes))
+
+    def base_rows(self, index: np.ndarray | Sequence[int]) -> np.ndarray:
+        parent_index = self.parent.classes_to_index(self.to_parent(self.index_to_classes(index)))
+        return self.parent.base_rows(parent_index)
 
 
 def parse_index_spec(spec: int | str | Sequence[int], size: int, where: str) -> list[int]:

@@ -17,10 +17,19 @@ from torch import nn
 
 from .. import losses
 from ..core.config import TrainConfig
+from ..core.outputs import Output
 from ..core.trainer import Trainer
 from ..nets import ConvDecoder, ConvEncoder
 
 VAL_ROWS = 2048  # validation loss on at most this many rows: a cheap, fixed learning curve
+RECONSTRUCTION_OUTPUTS = (
+    Output("reconstruction_mse", False, (0.0, 1.0), "pixel MSE of the test images' reconstructions "
+           "from their code means", primary=True),
+    Output("reconstruction_loss", False, (0.0, None), "the training reconstruction loss (Bernoulli "
+           "or squared error, summed over pixels) on the test split"),
+)  # fmt: skip
+# What ``core.artifacts`` draws for a family with a decoder, best first.
+DECODER_PICTURES = ("traversals.png", "reconstructions.png", "umap.png")
 
 
 class AEConfig(TrainConfig):
@@ -43,6 +52,8 @@ class AutoEncoder(Trainer):
 
     Config = AEConfig
     tiny_config = {"latent_dim": 4}
+    outputs = RECONSTRUCTION_OUTPUTS
+    pictures = DECODER_PICTURES
 
     @classmethod
     def build_modules(cls, cfg: AEConfig, in_channels: int) -> dict[str, nn.Module]:

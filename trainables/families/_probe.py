@@ -66,7 +66,9 @@ class ProbeTrainer(Trainer):
             def encode_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
                 return upstream.encode(images[rows].float().div_(255.0))
 
-            codes, _ = encode(encode_rows, np.arange(len(images)), images.device)
+            codes = upstream.fixed_codes(data)  # an external codes file: no image encoder
+            if codes is None:
+                codes, _ = encode(encode_rows, np.arange(len(images)), images.device)
         self.codes = torch.as_tensor(codes, dtype=torch.float32, device=self.device)  # (N, D)
         self._add_probe(self.codes.shape[1])
 

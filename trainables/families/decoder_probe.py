@@ -26,7 +26,9 @@ from torch import nn
 
 from .. import losses
 from ..core.config import TrainConfig
+from ..core.outputs import Output
 from ..nets import ConvDecoder
+from ._autoencoder import DECODER_PICTURES
 from ._probe import GROUND_TRUTH, UPSTREAM_DOC, ProbeTrainer
 
 
@@ -48,6 +50,12 @@ class DecoderProbe(ProbeTrainer):
     name = "decoder_probe"
     Config = DecoderProbeConfig
     description = "decoder on a frozen upstream representation: reconstruction error (4.2)"
+    outputs = (
+        Output("reconstruction_mse", False, (0.0, 1.0), "test pixel MSE (per pixel)", primary=True),
+        Output("reconstruction_sse", False, (0.0, None), "test squared error summed per image"),
+        Output("val/reconstruction_mse", False, (0.0, 1.0), "validation pixel MSE", curve=True),
+    )
+    pictures = DECODER_PICTURES
 
     def build_probe(self, code_dim: int) -> dict[str, nn.Module]:
         cfg = self.cfg

@@ -58,6 +58,7 @@ from ..core.trainer import Phase, Trainer
 from ..data import load
 from ..nets import ConvDecoder, ConvEncoder, MLPDiscriminator
 from . import modular_pictures
+from .modular_outputs import OUTPUTS, PICTURES
 from .modular_parts import (
     Relation,
     RelationalLearner,
@@ -143,6 +144,8 @@ class ModularAE(Trainer):
     Config = ModularAEConfig
     description = "modular weakly-disentangled AE (Valenti & Bacciu); relation accuracy"
     tiny_config = {"latent_dim": 4}  # one 1-dim partition per factor of the tiny view
+    outputs = OUTPUTS
+    pictures = PICTURES
 
     # -- modules: their shapes depend on the data view's factors, so they are built in setup ----
     @classmethod

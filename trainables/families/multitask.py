@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ..core.config import DatasetConfig, TrainConfig
+from ..core.outputs import Output
 from ..core.trainer import Trainer
 from ..core.view import prepare_view
 from ..data.tasks import task_targets
@@ -93,6 +94,16 @@ def prepare_task_data(dataset: DatasetConfig, configs: Sequence[TaskConfig]) -> 
     return view
 
 
+# What both task-head families report (``Trainer.outputs``): the test RMSE and its curves.
+TASK_OUTPUTS = (
+    Output("rmse", False, (0.0, None), "test RMSE: root of the mean over tasks of the squared "
+           "per-task RMSE (training units)", primary=True),
+    Output("rmse_task_*", False, (0.0, None), "test RMSE of one task", detail=True),
+    Output("val/rmse", False, (0.0, None), "validation RMSE at each report", curve=True),
+    Output("val/loss", False, (0.0, None), "validation loss (sum of per-task MSE)", curve=True),
+)  # fmt: skip
+
+
 class TaskTargets:
     """A trial's task targets on the device (standardised on the train split when asked), and the
     per-task train standard deviations that turn a standardised RMSE back into raw units."""
@@ -163,6 +174,7 @@ class MultiTask(TaskHeads, Trainer):
         "hard-parameter-sharing multi-task encoder (multi_head, one_head, single_task, random)"
     )
     tiny_config = {"latent_dim": 4, "n_tasks": 3}
+    outputs = TASK_OUTPUTS
 
     @classmethod
     def build_modules(cls, cfg: MultiTaskConfig, in_channels: int) -> dict[str, nn.Module]:

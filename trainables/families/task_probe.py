@@ -22,9 +22,10 @@ from pydantic import Field
 from torch import nn
 
 from ..core.config import DatasetConfig
+from ..core.outputs import Output
 from ..nets import MLPHead
 from ._probe import GROUND_TRUTH, UPSTREAM_DOC, ProbeTrainer
-from .multitask import TaskConfig, TaskHeads, TaskTargets, prepare_task_data
+from .multitask import TASK_OUTPUTS, TaskConfig, TaskHeads, TaskTargets, prepare_task_data
 
 
 class TaskProbeConfig(TaskConfig):
@@ -39,6 +40,12 @@ class TaskProbe(TaskHeads, ProbeTrainer):
     Config = TaskProbeConfig
     description = "multi-task heads on a frozen upstream representation or the true factors (4.3)"
     tiny_config = {"n_tasks": 3}
+    outputs = (
+        *TASK_OUTPUTS[:2],
+        Output("rmse_raw", False, (0.0, None), "test RMSE in the targets' own units"),
+        Output("rmse_raw_task_*", False, (0.0, None), "one task's RMSE in its units", detail=True),
+        *TASK_OUTPUTS[2:],
+    )
 
     @classmethod
     def prepare_data(

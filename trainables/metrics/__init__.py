@@ -427,24 +427,14 @@ SAMPLED = "_sampled"  # suffix of the scores of a stochastic encoder's sampled c
 
 
 def higher_is_better(output: str) -> bool | None:
-    """Direction of a final metric name, or None if unknown or not a score (counts, TC).
+    """Direction of a registered metric's output, or None if unknown or not a score (counts, TC).
 
-    Also covers the errors trainables report next to the scores (DESIGN section 6).
+    A family's own outputs (errors, relation scores) are declared by the family
+    (``Trainer.outputs``, ``trainables.core.outputs``), not known here.
     """
     output = output.removesuffix(SAMPLED)
     if output.endswith("_active_dims") or output == "dci_es_size":
         return None  # counts, and DCI-ES's size ratio (a property, not a score)
-    if output.startswith(
-        ("rmse", "reconstruction_mse", "reconstruction_sse", "reconstruction_loss")
-    ):
-        return False
-    # modular_ae's relation scores (chance and threshold are references, not scores)
-    if output.startswith(("relation_accuracy", "relation_accepted", "converted_accuracy")):
-        return True
-    if output == "prior_self_accuracy":
-        return True
-    if output.startswith("converted_"):  # a metric on codes converted to factor values
-        output = output.removeprefix("converted_")
     for spec in METRICS.values():
         if output in spec.outputs:
             return spec.higher_is_better

@@ -2,8 +2,9 @@
 
 ``study status`` (best trial so far), ``study best`` (top runs), a probe study's ``source`` (best
 upstream per group) and the report's pictures (each group's best run) all rank this way: the
-direction from the metric registry unless a mode is given, non-finite values never win, and a tie
-goes to the item that comes first (the earliest run).
+direction from the family's declared outputs (``trainables.core.outputs``; callers pass its
+``direction``) or the metric registry unless a mode is given, non-finite values never win, and a
+tie goes to the item that comes first (the earliest run).
 """
 
 from __future__ import annotations
@@ -18,21 +19,27 @@ from . import higher_is_better
 T = TypeVar("T")
 
 
-def resolve_mode(metric: str, mode: str | None = None) -> str:
-    """``"max"`` or ``"min"``: ``mode`` if given, else the metric's registered direction."""
+Direction = Callable[[str], bool | None]
+
+
+def resolve_mode(
+    metric: str, mode: str | None = None, direction: Direction = higher_is_better
+) -> str:
+    """``"max"`` or ``"min"``: ``mode`` if given, else ``direction(metric)`` (by default the
+    metric registry's; a family's outputs: ``Declared.direction``)."""
     if mode is not None:
         if mode not in ("max", "min"):
             raise UserError(f"mode must be 'max' or 'min', got {mode!r}")
         return mode
-    direction = higher_is_better(metric)
-    if direction is None:
+    higher = direction(metric)
+    if higher is None:
         raise UserError(f"is higher {metric!r} better? give mode: max or min")
-    return "max" if direction else "min"
+    return "max" if higher else "min"
 
 
-def default_mode(metric: str) -> str:
+def default_mode(metric: str, direction: Direction = higher_is_better) -> str:
     """``"min"`` for a metric whose lower values are better, else ``"max"`` (unknown: ``"max"``)."""
-    return "min" if higher_is_better(metric) is False else "max"
+    return "min" if direction(metric) is False else "max"
 
 
 def ranked(items: Iterable[T], score: Callable[[T], float | None], mode: str) -> list[T]:
