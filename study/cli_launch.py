@@ -12,6 +12,7 @@ from rich.table import Table
 
 from trainables.errors import UserError
 
+from . import causes
 from .cli_app import MAX_TRIALS, STORAGE_HELP, app, console, errors, fail
 from .errors import SpecError
 
@@ -116,14 +117,18 @@ def _launch(
         )
     except (UserError, tracking.TrackingUnreachable) as err:
         fail(str(err))
+    ended = causes.summary(result.causes)
     if result.interrupted:
+        signalled = result.interrupted != causes.ENDED_EARLY
+        what = f"interrupted ({result.interrupted})" if signalled else "error: the launch ended early"
         errors.print(
-            f"interrupted ({result.interrupted}): {result.n_finished} of {result.n_trials} trials "
-            f"finished, the rest and the launch marked KILLED in MLflow; continue with: "
+            f"{what}{f' ({result.ray_error})' if result.ray_error else ''}: {result.n_finished} of "
+            f"{result.n_trials} trials finished{f' ({ended})' if ended else ''}, the rest and the "
+            f"launch marked KILLED in MLflow; continue with: "
             f"study resume {spec.name} --storage {storage} --tracking-uri {uri}",
             markup=False, highlight=False, soft_wrap=True,
         )  # fmt: skip
-        raise typer.Exit(130)
+        raise typer.Exit(130 if signalled else 1)
     if result.tracking_pending:
         errors.print(
             f"error: the tracking server could not be reached at the end; when it is back, "
@@ -140,7 +145,8 @@ def _launch(
     console.print(
         f"{'done' if not failed else 'finished with failures'}: {result.n_trials} trials, "
         f"{stopped}{result.n_errors} errors, {misconfigured}{result.n_diverged} diverged "
-        f"(non-finite loss; see the runs' end_reason tag); Ray results in "
+        f"(non-finite loss){f'; not finished: {ended}' if ended else ''} (see the runs' "
+        f"end_reason and end_cause tags); Ray results in "
         f"{result.experiment_path}; MLflow parent run {result.parent_run_id} in {uri}"
     )
     if failed:
@@ -169,6 +175,8 @@ def status(
         f"study [bold]{study}[/] ({state.launch}, {state.launch_status}): "
         f"{state.n_trials} trials: {counts}"
     )
+    if state.causes:
+        console.print(f"not finished: {escape(causes.summary(state.causes))}")
     minutes = state.elapsed_s / 60
     left = f", about {state.remaining_s / 60:.0f} min left" if state.remaining_s else ""
     console.print(f"elapsed {minutes:.1f} min{left}")

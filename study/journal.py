@@ -26,6 +26,8 @@ import pyarrow.fs as pafs
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from . import causes
+
 log = logging.getLogger(__name__)
 
 JOURNAL = "tracking_journal.jsonl"
@@ -292,6 +294,7 @@ class TrialRecord:
     reason: str  # that end's reason
     step: int | None  # of its last metrics record
     value: float | None  # the last value it reported of the metric asked for, if any
+    cause: str = ""  # why it did not finish (``study.causes``), from its end's tags
 
 
 def read_trial(journal: Journal, metric: str | None = None) -> TrialRecord:
@@ -304,6 +307,7 @@ def read_trial(journal: Journal, metric: str | None = None) -> TrialRecord:
         run=runs[-1] if runs else None,
         status=end_status(ends[-1]) if ends else "RUNNING",
         reason=ends[-1].get("reason", "") if ends else "",
+        cause=end_cause(ends[-1]) if ends else "",
         step=int(reports[-1]["step"]) if reports else None,
         value=float(values[-1]) if values else None,
     )
@@ -312,6 +316,22 @@ def read_trial(journal: Journal, metric: str | None = None) -> TrialRecord:
 def launch_summary(fs: pafs.FileSystem, experiment: str) -> dict[str, int]:
     """How many trials of a launch ended in each status, by their journals' last end record."""
     return dict(Counter(read_trial(Journal(fs, f)).status for f in trial_folders(fs, experiment)))
+
+
+def launch_causes(fs: pafs.FileSystem, experiment: str) -> dict[str, int]:
+    """How many trials of a launch ended other than FINISHED, by cause (``study.causes``)."""
+    ends = (read_trial(Journal(fs, f)) for f in trial_folders(fs, experiment))
+    return dict(Counter(t.cause for t in ends if t.status not in ("FINISHED", "RUNNING")))
+
+
+def end_cause(record: dict[str, Any]) -> str:
+    """The cause an end record names; ends journaled before causes were: read from their status."""
+    tags = record.get("tags") or {}
+    if tags.get(causes.TAG):
+        return str(tags[causes.TAG])
+    if tags.get("stopped"):
+        return causes.STOPPED
+    return "" if record["status"] == "FINISHED" else causes.ERROR
 
 
 def end_status(record: dict[str, Any]) -> str:

@@ -14,18 +14,20 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
 from ray._private import ray_constants
+from ray.exceptions import RayError
+from ray.tune.error import TuneError
 
 from trainables import get_family
 
-from . import sources, tracking
-from .journal import Journal, Sender, launch_summary, sync_experiment
+from . import causes, sources, tracking
+from .journal import Journal, Sender, launch_causes, launch_summary, sync_experiment
 from .records import (
     LAUNCH_FILE,
     LAUNCH_STAMP,
@@ -70,9 +72,8 @@ class _CloseRuns(tune.Callback):
                 return
             reports = sum(r["op"] == "metrics" for r in records)
             reason = f"stopped early by the scheduler after {reports} reports"
-            journal.append(
-                {"op": "end", "status": "KILLED", "reason": reason, "tags": {"stopped": "asha"}}
-            )
+            tags = {"stopped": "asha", causes.TAG: causes.STOPPED}
+            journal.append({"op": "end", "status": "KILLED", "reason": reason, "tags": tags})
             self._to_send.append((time.monotonic() + self.SEND_AFTER_S, journal))
         except Exception as err:  # never stop the study over bookkeeping; `study sync` retries
             log.warning("could not record the early stop of trial %s: %s", trial.trial_id, err)
@@ -90,15 +91,26 @@ class _CloseRuns(tune.Callback):
                 log.warning("could not send the early stop in %s: %s", journal.directory, err)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        # The trial cannot journal its own end any more: the driver does, for `status` and `sync`.
+        # The trial cannot journal its own end any more: the driver does, for `status` and `sync`,
+        # naming the cause Ray's error text gives (a memory kill, a lost node, an exception).
+        try:
+            cause, reason = causes.classify(_error_text(trial))
+        except Exception:  # the error file is unreadable: still end the trial
+            cause, reason = causes.ERROR, "trial error (see Ray's log)"
         try:
             journal = Journal(trial.storage.storage_filesystem, trial.storage.trial_fs_path)
-            journal.append({"op": "end", "status": "FAILED", "reason": "trial error (see Ray)"})
+            if not any(r["op"] == "run" for r in journal.records()):
+                # Killed before it started (e.g. by the memory monitor at start-up): its run is
+                # made here, with the params it was given, so MLflow shows it FAILED and why.
+                params = json.loads(json.dumps(trial.config, default=str))
+                journal.append(tracking.run_record(self.info, trial.trial_id, str(trial), params))
+            journal.append({"op": "end", "status": "FAILED", "reason": reason,
+                            "tags": {causes.TAG: cause}})  # fmt: skip
         except Exception as err:  # never stop the study over bookkeeping
             log.warning("could not journal the end of trial %s: %s", trial.trial_id, err)
         try:
             with tracking.fail_fast():
-                tracking.close_trial_run(self.info, trial.trial_id, "FAILED", "trial error")
+                tracking.close_trial_run(self.info, trial.trial_id, "FAILED", reason, cause)
         except Exception as err:  # the tracking server may be away: never stop the study for it
             log.warning("could not mark trial %s FAILED in MLflow: %s", trial.trial_id, err)
 
@@ -165,6 +177,24 @@ class StudyResult:
     """Trials the scheduler (ASHA) stopped early: KILLED runs tagged ``stopped``."""
     n_misconfigured: int = 0
     """Trials whose final report lacked ``search.metric`` (FAILED, with the reason)."""
+    causes: dict[str, int] = field(default_factory=dict)
+    """Trials that did not finish, by cause (``study.causes``)."""
+    ray_error: str | None = None
+    """Ray's own error, in one line, when it ended the launch early."""
+
+
+def _error_text(trial: Any) -> str | None:
+    """Tune's text of a trial's error: the driver's local copy (written before this callback),
+    else the one in storage. Text only: the pickled twin is never read."""
+    local = trial.error_file
+    if local and Path(local).is_file():
+        return Path(local).read_text(errors="replace")
+    return trial.get_error()
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 class _Signals:
@@ -175,7 +205,16 @@ class _Signals:
 
     def __enter__(self) -> _Signals:
         self._term = signal.signal(signal.SIGTERM, self._on_term)
+        self._int = signal.getsignal(signal.SIGINT)
         return self
+
+    def after_fit(self) -> None:
+        """Note a Ctrl-C that Tune handled. Tune swaps in its own SIGINT handler for the run and
+        puts the one before it back only when a SIGINT arrives (ray.tune.tune
+        ``_setup_signal_catching``): the old handler back after a run means a SIGINT came."""
+        tune_handles = not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0"))
+        if self.received is None and tune_handles and signal.getsignal(signal.SIGINT) is self._int:
+            self.received = "SIGINT"
 
     def _on_term(self, signum: int, frame: Any) -> None:
         self.received = "SIGTERM"
@@ -336,7 +375,7 @@ def _run_locked(
         callbacks=[_CloseRuns(info, scheduler=search.scheduler is not None)],
         verbose=verbose,
     )
-    status, interrupted, results = "FAILED", None, None
+    status, interrupted, results, ray_error = "FAILED", None, None, None
     with _Signals() as signals:
         try:
             if previous is not None:
@@ -357,8 +396,13 @@ def _run_locked(
                     run_config=run_config,
                 )
             results = tuner.fit()
+            signals.after_fit()
         except KeyboardInterrupt:  # a second Ctrl-C skips Tune's graceful stop
             interrupted = signals.received or "SIGINT"
+        except (RayError, TuneError) as err:  # Ray itself gave up (a lost head, a dead driver
+            # actor): the launch ended early; its cause is one line, not Ray's traceback
+            ray_error = _first_line(err)
+            interrupted = causes.ENDED_EARLY
         finally:
             n_trials = len(results) if results is not None else spec.n_trials
             n_errors = len(results.errors) if results is not None else 0
@@ -369,7 +413,7 @@ def _run_locked(
             n_stopped = ended.get("STOPPED", 0)
             # A trial that errored is journaled FAILED by _CloseRuns: counted once, there.
             if n_finished + ended.get("FAILED", 0) + n_stopped < n_trials:
-                interrupted = interrupted or signals.received or "SIGINT"
+                interrupted = interrupted or signals.received or causes.ENDED_EARLY
             n_diverged = sum(1 for r in (results or []) if r.metrics and r.metrics.get("diverged"))
             n_misconfigured = sum(
                 1 for r in (results or []) if r.metrics and r.metrics.get("misconfigured")
@@ -396,4 +440,5 @@ def _run_locked(
     return StudyResult(
         experiment_path, parent_run_id, n_trials, n_errors, n_diverged, interrupted, n_finished,
         tracking_pending=not synced, n_stopped=n_stopped, n_misconfigured=n_misconfigured,
+        causes=launch_causes(experiment_path.fs, experiment_path.path), ray_error=ray_error,
     )  # fmt: skip

@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 from trainables.core.outputs import Declared
 from trainables.metrics import get_metric
 
-from . import tracking
+from . import causes, tracking
 from .errors import SpecError
 from .journal import sync_experiment
 from .storage import StoragePath, storage_path
@@ -197,6 +197,6 @@ def close_launch(
 
 def _close_launch(uri, experiment_id, parent_run_id, status, interrupted) -> None:
     if interrupted:
-        reason = f"{interrupted}: study interrupted"
-        tracking.close_running_children(uri, experiment_id, parent_run_id, reason)
+        cause, reason = causes.interruption(None if interrupted == causes.ENDED_EARLY else interrupted)
+        tracking.close_running_children(uri, experiment_id, parent_run_id, reason, cause)
     tracking.end_run(uri, parent_run_id, status)

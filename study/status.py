@@ -17,6 +17,7 @@ from typing import Any
 from trainables.core.outputs import Declared
 from trainables.metrics import selection
 
+from . import causes
 from .errors import SpecError
 from .journal import Journal, read_trial, trial_folders
 from .records import LAUNCH_STAMP, latest_experiment, read_launch
@@ -31,6 +32,8 @@ class TrialState:
     step: int | None
     metric: float | None
     reason: str = ""
+    cause: str = ""
+    """Why it did not finish (``study.causes``); empty while it runs or once it finished."""
     trial_id: str = ""
     launch: str = ""
     point: dict[str, Any] = field(default_factory=dict)
@@ -87,6 +90,8 @@ class StudyStatus:
     """Their trials' counts by status."""
     best_overall: TrialState | None = None
     """The best finished trial of this launch and those it extends."""
+    causes: dict[str, int] = field(default_factory=dict)
+    """Trials that did not finish, by cause (``study.causes``): FAILED, STOPPED and KILLED."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +106,7 @@ def _trial_state(journal: Journal, metric: str, axes: list[str], launch: str) ->
         step=trial.step,
         metric=trial.value,
         reason=trial.reason,
+        cause=trial.cause,
         trial_id=run.get("tags", {}).get("trial_id", ""),
         point=_point(run.get("params", {}), axes),
         launch=launch,
@@ -136,7 +142,11 @@ def study_status(
     counts.update(Counter(t.status for t in trials))
     counts["PENDING"] = max(plan["n_trials"] - len(trials), 0)
     launch_status = record.get("status") or "RUNNING"
+    unfinished = Counter(t.cause for t in trials if t.status not in ("FINISHED", "RUNNING"))
     if launch_status == "KILLED":  # the driver stopped: its running trials stopped with it
+        interrupted = record.get("interrupted")
+        cause = causes.interruption(None if interrupted == causes.ENDED_EARLY else interrupted)[0]
+        unfinished[cause] += counts["RUNNING"]
         counts["KILLED"] += counts.pop("RUNNING")
         counts["RUNNING"] = 0
     own = metric == plan["metric"] and plan["mode"] is not None
@@ -165,6 +175,7 @@ def study_status(
         study, experiment.name, launch_status, plan["n_trials"], counts, metric, best, elapsed,
         remaining, trials, extends, extended_counts,
         best_of(trials + earlier) if extends else None,
+        {k: n for k, n in unfinished.items() if n},
     )  # fmt: skip
 
 

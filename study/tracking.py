@@ -24,6 +24,8 @@ from mlflow.tracking import MlflowClient
 
 from trainables.core.outputs import TAG as OUTPUTS_TAG
 
+from .causes import TAG as CAUSE_TAG
+
 T = TypeVar("T")
 DEFAULT_STORE = "mlruns.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -237,7 +239,9 @@ def child_statuses(uri: str, experiment_id: str, parent_run_id: str) -> dict[str
     return counts
 
 
-def close_running_children(uri: str, experiment_id: str, parent_run_id: str, reason: str) -> int:
+def close_running_children(
+    uri: str, experiment_id: str, parent_run_id: str, reason: str, cause: str = ""
+) -> int:
     """End every trial run of a launch still RUNNING as KILLED (the driver stopped early)."""
     client = MlflowClient(uri)
     runs = client.search_runs(
@@ -246,8 +250,9 @@ def close_running_children(uri: str, experiment_id: str, parent_run_id: str, rea
             f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
         ),
     )
+    tags = [RunTag("end_reason", reason)] + ([RunTag(CAUSE_TAG, cause)] if cause else [])
     for run in runs:
-        client.log_batch(run.info.run_id, tags=[RunTag("end_reason", reason)])
+        client.log_batch(run.info.run_id, tags=tags)
         client.set_terminated(run.info.run_id, "KILLED")
     return len(runs)
 
@@ -325,12 +330,17 @@ def run_record(
     }
 
 
-def close_trial_run(info: TrackingInfo, trial_id: str, status: str, reason: str = "") -> None:
+def close_trial_run(
+    info: TrackingInfo, trial_id: str, status: str, reason: str = "", cause: str = ""
+) -> None:
     """Driver side: end a trial's run left RUNNING (stopped early, errored, killed)."""
     client = MlflowClient(info.uri)
     run = find_trial_run(client, info.experiment_id, trial_id)
     if run is None or run.info.status != "RUNNING":
         return
-    if reason:
-        client.log_batch(run.info.run_id, tags=[RunTag("end_reason", reason)])
+    tags = ([RunTag("end_reason", reason)] if reason else []) + (
+        [RunTag(CAUSE_TAG, cause)] if cause else []
+    )
+    if tags:
+        client.log_batch(run.info.run_id, tags=tags)
     client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.from_string(status)))

@@ -23,7 +23,7 @@ from ray import tune
 
 from trainables import NonFiniteLoss, check_metric_names, get_family
 
-from . import space, tracking
+from . import causes, space, tracking
 from .journal import Journal, Sender
 from .spec import data_params, family_params, view_key
 
@@ -142,14 +142,18 @@ class RayContext:
             if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_")
         )
 
-    def finish(self, status: str = "FINISHED", reason: str = "") -> bool:
-        """Journal the artifacts and the end, then send with back-off; True if all was sent."""
+    def finish(self, status: str = "FINISHED", reason: str = "", cause: str = "") -> bool:
+        """Journal the artifacts and the end (its ``cause``: ``study.causes``), then send with
+        back-off; True if all was sent."""
         self.sender.stop()
         if status == "FINISHED" and any(self.artifact_dir.iterdir()):
             self.journal.append(
                 {"op": "artifacts", "path": self.journal.copy_artifacts(self.artifact_dir)}
             )
-        self.journal.append({"op": "end", "status": status, "reason": reason})
+        end = {"op": "end", "status": status, "reason": reason}
+        if cause:
+            end["tags"] = {causes.TAG: cause}
+        self.journal.append(end)
         budget = float(os.environ.get("STUDY_TRACKING_RETRY_S", "120"))
         sent = self.sender.flush_with_backoff(budget)
         if not sent:
@@ -215,7 +219,7 @@ def ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo) 
     except NonFiniteLoss as err:
         # Diverged: rerunning from the checkpoint would diverge again. End this trial, FAILED
         # with the reason, and let the study go on (no exception, so Tune does not retry).
-        ctx.finish("FAILED", str(err))
+        ctx.finish("FAILED", str(err), causes.DIVERGED)
         tune.report({"diverged": 1.0})
         return
     except BaseException as err:  # an error, or a stop (SystemExit from tune.report)
@@ -226,7 +230,7 @@ def ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo) 
             f"search.metric {launch.search_metric!r} is not among the final metrics of family "
             f"{launch.family!r}: {sorted(final or {})}"
         )
-        ctx.finish("FAILED", reason)
+        ctx.finish("FAILED", reason, causes.MISCONFIGURED)
         tune.report({"diverged": 0.0, "misconfigured": 1.0})
         return
     ctx.finish()

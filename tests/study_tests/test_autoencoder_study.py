@@ -56,6 +56,7 @@ def test_diverged_trial_fails_with_its_reason_and_the_study_says_so(study):
     diverged = by_lr[1e30]
     assert diverged.info.status == "FAILED"
     assert "non-finite loss term" in diverged.data.tags["end_reason"]
+    assert diverged.data.tags["end_cause"] == "diverged"
     assert "model" not in {a.path for a in client.list_artifacts(diverged.info.run_id)}
 
 
