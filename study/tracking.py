@@ -68,7 +68,30 @@ def retry_on_conflict(action: Callable[[], T], attempts: int = 8) -> T:
     raise AssertionError("unreachable")
 
 
+_READY: set[str] = set()  # stores this process has seen initialised
+
+
+def ensure_store(uri: str) -> None:
+    """Create a SQLite store (file and schema) under an exclusive file lock beside it.
+
+    MLflow creates and migrates a SQLite store on first use; several processes doing that at once
+    (launches started together into a store not yet there) race in the schema migration and all
+    but one fail ("Online migration expected to match one row ... in 'alembic_version'"). Under
+    the lock the first one creates it and the rest find it ready. Other backends migrate with
+    ``mlflow db upgrade`` once, by hand."""
+    if uri in _READY or not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates if needed
+    _READY.add(uri)
+
+
 def get_or_create_experiment(client: MlflowClient, study: str, uri: str) -> str:
+    ensure_store(uri)
+
     def attempt() -> str:
         experiment = client.get_experiment_by_name(study)
         if experiment is not None:
@@ -261,6 +284,7 @@ def close_stale_launches(uri: str, study: str, storage: str, keep: str | None = 
     """Launches of ``study`` under ``storage`` left RUNNING by a driver that died (SIGKILL, power):
     the caller holds the study's lock, so none of them is alive. They and their running trial runs
     end KILLED; ``keep`` (the launch being resumed) is left to be reopened."""
+    ensure_store(uri)  # the first call of a launch: the store may not exist yet
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(study)
     if experiment is None:
