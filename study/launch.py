@@ -115,7 +115,21 @@ class _CloseRuns(tune.Callback):
             log.warning("could not mark trial %s FAILED in MLflow: %s", trial.trial_id, err)
 
 
+def _no_credentials_in_runtime_envs() -> None:
+    """Tune copies the driver's ``AWS_*`` variables into every trial actor's runtime env
+    (``ray.tune.execution.class_cache.ENV_VARS_TO_PROPAGATE``), and Ray writes runtime envs in
+    plain text into its session logs (``runtime_env_agent.log``). Trials need none of them: a
+    local Ray's workers inherit the driver's environment, and cluster nodes get credentials from
+    instance roles or credential files (docs/cluster.md)."""
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE = frozenset(
+        name for name in class_cache.ENV_VARS_TO_PROPAGATE if not name.startswith("AWS_")
+    )
+
+
 def _init_ray(address: str | None, num_cpus: int | None) -> None:
+    _no_credentials_in_runtime_envs()
     if ray.is_initialized():
         return
     if address:
