@@ -26,6 +26,8 @@ import pyarrow.fs as pafs
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from trainables.errors import UserError
+
 from . import causes
 
 log = logging.getLogger(__name__)
@@ -61,12 +63,21 @@ class Journal:
     def records(self) -> list[dict[str, Any]]:
         if self._records is None:
             text = self._read(JOURNAL) or ""
+            lines = text.splitlines()
             records = []
-            for line in text.splitlines():
+            for number, line in enumerate(lines, 1):
                 try:
-                    records.append(json.loads(line))
-                except ValueError:  # a torn last line from a killed writer
-                    break
+                    record = json.loads(line)
+                except ValueError:
+                    if number == len(lines):  # a torn last line from a killed writer
+                        break
+                    record = None
+                if not (isinstance(record, dict) and isinstance(record.get("op"), str)):
+                    raise JournalError(
+                        f"{self.directory}/{JOURNAL}: line {number} is not a journal record (the "
+                        "file was cut or overwritten); move the trial folder away to rerun it"
+                    )
+                records.append(record)
             self._records = records
         return self._records
 
@@ -95,6 +106,10 @@ class Journal:
         self.fs.create_dir(target, recursive=True)
         pafs.copy_files(str(local_dir), target, destination_filesystem=self.fs)
         return ARTIFACTS
+
+
+class JournalError(UserError):
+    """A trial journal that is not one (cut in the middle, overwritten): one line, exit 2."""
 
 
 class Sender:

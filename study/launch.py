@@ -31,6 +31,7 @@ from .journal import Journal, Sender, launch_causes, launch_summary, sync_experi
 from .records import (
     LAUNCH_FILE,
     LAUNCH_STAMP,
+    check_checkpoints,
     close_launch,
     first_difference,
     latest_experiment,
@@ -270,6 +271,7 @@ def run_study(
         if previous is None:
             raise SpecError(f"resume: no earlier launch of study {spec.name!r} under {storage}")
         launch_record = read_launch(previous)
+        check_checkpoints(previous)
         key = first_difference(launch_record["spec"], effective)
         if key is not None:
             raise SpecError(

@@ -16,11 +16,13 @@ import re
 import socket
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 from mlflow.tracking import MlflowClient
 
 from trainables.core.outputs import Declared
@@ -28,7 +30,7 @@ from trainables.metrics import get_metric
 
 from . import causes, tracking
 from .errors import SpecError
-from .journal import sync_experiment
+from .journal import sync_experiment, trial_folders
 from .storage import StoragePath, storage_path
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ def launches(storage: StoragePath | Path, study: str) -> list[StoragePath]:
     pattern = re.compile(rf"{re.escape(study)}_\d{{8}}-\d{{6}}")
     storage = storage_path(storage)
     return sorted(p for p in storage.glob(f"{study}_*") if pattern.fullmatch(p.name) and p.is_dir())
+
+
+CHECKPOINT_FILE = "state.pt"  # what study.trial writes in each checkpoint_<step> folder
 
 
 def latest_experiment(storage: StoragePath | Path, study: str) -> StoragePath | None:
@@ -156,6 +161,28 @@ def read_launch(experiment: StoragePath | Path) -> dict[str, Any]:
             f"{path}: not a launch record of `study run` (no spec); remove this launch folder"
         )
     return record
+
+
+def check_checkpoints(experiment: StoragePath) -> None:
+    """Refuse a resume whose trials' checkpoints are not ``torch.save`` archives (empty, cut, or
+    another file in their place), naming the first; read from the zip index only, unpickling
+    nothing. A kill cannot cut one: trials write ``state.pt.partial`` and rename it."""
+    fs = experiment.fs
+    for trial in trial_folders(fs, experiment.path):
+        selector = pafs.FileSelector(trial, recursive=True, allow_not_found=True)
+        for info in fs.get_file_info(selector):
+            if info.base_name != CHECKPOINT_FILE or "/checkpoint_" not in info.path:
+                continue
+            try:
+                with fs.open_input_file(info.path) as handle, zipfile.ZipFile(handle) as archive:
+                    ours = any(name.endswith("/data.pkl") for name in archive.namelist())
+            except (OSError, zipfile.BadZipFile, ValueError):
+                ours = False
+            if not ours:
+                raise SpecError(
+                    f"{info.path}: not a readable checkpoint (empty, cut, or another file); "
+                    "delete its checkpoint folder to resume that trial from an earlier one"
+                )
 
 
 def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import pickle  # for its error type only: nothing here unpickles
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,10 +26,10 @@ from trainables import NonFiniteLoss, check_metric_names, get_family
 
 from . import causes, space, tracking
 from .journal import Journal, Sender
+from .records import CHECKPOINT_FILE as STATE_FILE
 from .spec import data_params, family_params, view_key
 
 log = logging.getLogger(__name__)
-STATE_FILE = "state.pt"
 _KEEP = 2  # the newest checkpoint may be cut short by a kill: the one before stays
 VIEWS = "__views__"  # data of a study with data axes: view key -> object ref
 
@@ -188,7 +189,7 @@ def _load_state(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
     try:
         with fs.open_input_stream(path) as handle:
             return torch.load(io.BytesIO(handle.read()), weights_only=True)
-    except (OSError, EOFError, RuntimeError) as err:
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
         log.warning("skipping unreadable checkpoint %s (%s)", path, err)
         return None
 
