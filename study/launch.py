@@ -37,6 +37,7 @@ from .records import (
     latest_experiment,
     launch_plan,
     launches,
+    local_ray_turn,
     read_launch,
     study_lock,
     update_launch,
@@ -294,7 +295,8 @@ def run_study(
     views = {key: family.prepare_data(view, configs) for key, view in spec.views().items()}
     data = views.pop("") if "" in views else {VIEWS: views}
     log.info("prepared %d data view(s) in %.1fs", len(views) or 1, time.perf_counter() - started)
-    with study_lock(storage, spec.name):
+    local_turn = local_ray_turn(spec.name) if address is None else contextlib.nullcontext()
+    with study_lock(storage, spec.name), local_turn:
         return _run_locked(
             spec, data, effective, previous, launch_record, config_text, tracking_uri, storage,
             address, num_cpus, verbose, extend_from,

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import tempfile
 import time
 import zipfile
@@ -124,6 +125,41 @@ def study_lock(storage: StoragePath | Path, study: str) -> Iterator[None]:
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def local_ray_turn(study: str, say: Any = _to_stderr) -> Iterator[None]:
+    """One local study's trials at a time on this machine (``study run`` without ``--address``).
+
+    Each local study starts a Ray sized to every core, so two at once would run twice as many
+    trials as there are cores (and, with large models, run out of memory). Ray arbitrates only
+    within one Ray; a local Ray lives and dies with its driver, so a second study cannot borrow
+    the first's. The second waits for its turn instead (``say`` tells the user once, naming the
+    study it waits for); studies that should share a machine's cores run on one Ray cluster
+    (``--address``). The lock is the kernel's: a killed driver releases it."""
+    path = Path(tempfile.gettempdir()) / "disentangle-study-locks" / "local-ray.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another study"
+            say(f"waiting for the local Ray of {holder} to finish (one local study at a time "
+                "uses this machine's cores; share a cluster with --address instead)")  # fmt: skip
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"study {study!r} (pid {os.getpid()})")
         handle.flush()
         try:
             yield

@@ -52,28 +52,42 @@ dataset:
   subset: {{orientation: 0, posX: "0:32:8", posY: "0:32:8", scale: [0, 5]}}
 fixed: {{encoder: {encoder}, metric_train_points: 200, metric_test_points: 100, pictures: false}}
 metrics: [mig]
-sweep: {{seed: [0]}}
+sweep: {{seed: [0, 1]}}
 resources: {{cpu: 1, gpu: 0}}
 """
 
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_launches_started_together_into_a_store_not_yet_there_all_finish(tmp_path):
+def test_local_launches_started_together_all_finish_and_never_oversubscribe(tmp_path):
+    """Into a store not yet there; each study alone could run 2 trials on this machine's 2 CPUs,
+    so together they would run 4 at once without their turns on the machine's local Ray."""
     encoder = get_family("external").trainer.tiny_inputs(tmp_path)["encoder"]
     names = ["first", "second"]
     procs = []
     for name in names:
         (tmp_path / f"{name}.yaml").write_text(SPEC.format(name=name, encoder=encoder))
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "study.cli", "run", f"{name}.yaml", "--num-cpus", "1"],
+            [sys.executable, "-m", "study.cli", "run", f"{name}.yaml", "--num-cpus", "2"],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         ))  # fmt: skip
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     for proc, output in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, output[-3000:]
+    assert sum("waiting for the local Ray of study" in out for out in outputs) == 1
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    spans = []
     for name in names:
         experiment = client.get_experiment_by_name(name)
-        (run,) = client.search_runs([experiment.experiment_id], "tags.role = 'trial'")
-        assert run.info.status == "FINISHED" and run.data.metrics["mig"] >= 0
+        runs = client.search_runs([experiment.experiment_id], "tags.role = 'trial'")
+        assert len(runs) == 2
+        for run in runs:
+            assert run.info.status == "FINISHED" and run.data.metrics["mig"] >= 0
+            spans.append((run.info.start_time, run.info.end_time))
+    # The most trials running at once, over both studies: each trial's run spans its life.
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = most = 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    assert most <= 2, f"{most} trials ran at once on 2 CPUs"
