@@ -357,8 +357,7 @@ def _run_locked(
             json.dumps(
                 {
                     "parent_run_id": parent_run_id,
-                    "spec": effective,
-                    "config_text": config_text,
+                    "spec": effective,  # the one stored form; MLflow's config.yaml is its copy
                     "n_points": spec.n_points if spec.sampled_axes else 0,
                     "extends": [p.name for p in extend_from],
                     "plan": launch_plan(spec, declared),

@@ -27,6 +27,7 @@ _LAZY = {
     "LocalContext": ".core.context",
     "TrialContext": ".core.context",
     "check_metric_names": ".core.context",
+    "Output": ".core.outputs",
     "NonFiniteLoss": ".core.trainer",
     "Phase": ".core.trainer",
     "Trainer": ".core.trainer",

@@ -20,6 +20,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from trainables import load_model
+from trainables.testing import check_family
 
 PACKAGE = Path(__file__).parents[2] / "examples" / "byo_package"
 STUDIES = PACKAGE / "studies"
@@ -87,6 +88,11 @@ def test_the_users_family_reloads_from_its_run_id(studies, monkeypatch):
     assert run.data.metrics["reconstruction_mse"] < 0.02  # a blank image's error is ~0.06
 
 
+def test_the_users_family_keeps_the_contract_by_its_own_check(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(PACKAGE))
+    check_family("byo.models:MLPAutoEncoder", tmp_path)  # what the package's own test calls
+
+
 def test_the_encoder_trained_elsewhere_scores_above_both_auto_encoders(studies):
     _, runs, _ = studies
     external = min(r.data.metrics["mig"] for r in runs["byo_elsewhere"])
@@ -104,4 +110,7 @@ def test_one_report_holds_all_three(studies):
     assert set(rows) == {"byo_mlp_ae", "byo_ae", "byo_elsewhere"}
     assert not any(":" in p.name for p in (cwd / "report").rglob("*.png"))  # no URL-like names
     # Each study sweeps only seeds: a study is a group, not its families' differing params.
-    assert "Groups: study;" in (cwd / "report" / "report.md").read_text()
+    markdown = (cwd / "report" / "report.md").read_text()
+    assert "Groups: study;" in markdown
+    # The user's family declared its output's direction; the report ranks by it.
+    assert "reconstruction_mse (lower is better)" in markdown

@@ -15,7 +15,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from trainables import TrainConfig, Trainer
+from trainables import Output, TrainConfig, Trainer
 
 SIDE = 64
 
@@ -30,6 +30,10 @@ class MLPAutoEncoder(Trainer):
     name = "mlp_ae"
     Config = MLPAutoEncoderConfig
     description = "an MLP auto-encoder (a user's own family, examples/byo_package)"
+    # What its runs report beyond the metrics, and which way is better: reports and rankings read
+    # this (the contract check refuses an output reported but not declared).
+    outputs = (Output("reconstruction_mse", False, (0.0, 1.0), "test pixel MSE", primary=True),)
+    pictures = ("traversals.png", "reconstructions.png", "umap.png")
 
     @classmethod
     def build_modules(cls, cfg: MLPAutoEncoderConfig, in_channels: int) -> dict[str, nn.Module]:
