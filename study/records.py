@@ -113,18 +113,28 @@ def study_lock(storage: StoragePath | Path, study: str) -> Iterator[None]:
     except OSError as err:
         raise SpecError(f"--storage {storage}: cannot write there ({err.strerror})") from None
     path = locks / f"{study}.lock"
+
+    def refuse(holder: str) -> None:
+        raise SpecError(f"study {study!r} is already running ({holder}); wait for it or stop it first")
+
+    with _holding(path, f"pid {os.getpid()} on {socket.gethostname()}", refuse):
+        yield
+
+
+@contextlib.contextmanager
+def _holding(path: Path, holder: str, busy: Any) -> Iterator[None]:
+    """An exclusive kernel lock on ``path`` (released when its holder dies), recording ``holder``
+    in it; if another holds it, ``busy(their holder)`` first: raise to refuse, return to wait."""
     with open(path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise SpecError(
-                f"study {study!r} is already running ({holder}); wait for it or stop it first"
-            ) from None
+            busy(handle.read().strip() or "another process")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.write(holder)
         handle.flush()
         try:
             yield
@@ -148,23 +158,13 @@ def local_ray_turn(study: str, say: Any = _to_stderr) -> Iterator[None]:
     (``--address``). The lock is the kernel's: a killed driver releases it."""
     path = Path(tempfile.gettempdir()) / "disentangle-study-locks" / "local-ray.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another study"
-            say(f"waiting for the local Ray of {holder} to finish (one local study at a time "
-                "uses this machine's cores; share a cluster with --address instead)")  # fmt: skip
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"study {study!r} (pid {os.getpid()})")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def wait(holder: str) -> None:
+        say(f"waiting for the local Ray of {holder} to finish (one local study at a time uses "
+            "this machine's cores; share a cluster with --address instead)")  # fmt: skip
+
+    with _holding(path, f"study {study!r} (pid {os.getpid()})", wait):
+        yield
 
 
 def launch_plan(spec: Any, declared: Declared | None = None) -> dict[str, Any]:

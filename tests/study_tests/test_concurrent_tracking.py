@@ -10,7 +10,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from study import tracking
-from trainables import get_family
 
 
 def _launch(uri: str) -> str:
@@ -44,29 +43,17 @@ def test_first_calls_of_concurrent_launches_into_a_fresh_store_all_succeed(tmp_p
         assert [e.name for e in MlflowClient(uri).search_experiments()] == ["Default"]
 
 
-SPEC = """
-name: {name}
-family: external
-dataset:
-  name: dsprites
-  subset: {{orientation: 0, posX: "0:32:8", posY: "0:32:8", scale: [0, 5]}}
-fixed: {{encoder: {encoder}, metric_train_points: 200, metric_test_points: 100, pictures: false}}
-metrics: [mig]
-sweep: {{seed: [0, 1]}}
-resources: {{cpu: 1, gpu: 0}}
-"""
-
-
 @pytest.mark.ray
 @pytest.mark.slow
-def test_local_launches_started_together_all_finish_and_never_oversubscribe(tmp_path):
+def test_local_launches_started_together_all_finish_and_never_oversubscribe(
+    tmp_path, external_study
+):
     """Into a store not yet there; each study alone could run 2 trials on this machine's 2 CPUs,
     so together they would run 4 at once without their turns on the machine's local Ray."""
-    encoder = get_family("external").trainer.tiny_inputs(tmp_path)["encoder"]
     names = ["first", "second"]
     procs = []
     for name in names:
-        (tmp_path / f"{name}.yaml").write_text(SPEC.format(name=name, encoder=encoder))
+        external_study(name, seeds=(0, 1), pictures=False)
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "study.cli", "run", f"{name}.yaml", "--num-cpus", "2"],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

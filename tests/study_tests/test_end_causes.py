@@ -18,35 +18,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from study import causes
-from trainables import get_family
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-SPEC = """
-name: {name}
-family: external
-dataset:
-  name: dsprites
-  subset: {{orientation: 0, posX: "0:32:8", posY: "0:32:8", scale: [0, 5]}}
-fixed:
-  {source}
-  metric_train_points: 200
-  metric_test_points: 100
-  umap_points: 60
-metrics: [mig]
-sweep:
-  seed: [0]
-max_failures: 0
-resources: {{cpu: 1, gpu: 0}}
-"""
-
-
-def _encoder(directory: Path) -> str:
-    return get_family("external").trainer.tiny_inputs(directory)["encoder"]
-
-
-def _run(cwd: Path, name: str, source: str, env: dict[str, str] | None = None):
-    (cwd / f"{name}.yaml").write_text(SPEC.format(name=name, source=source))
+def _run(cwd: Path, name: str, env: dict[str, str] | None = None):
     result = subprocess.run(
         [sys.executable, "-m", "study.cli", "run", f"{name}.yaml", "--num-cpus", "1"],
         cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300,
@@ -61,10 +36,10 @@ def _run(cwd: Path, name: str, source: str, env: dict[str, str] | None = None):
     return result, json.loads(status.stdout), runs
 
 
-def test_a_memory_kill_is_named_as_one(tmp_path):
-    encoder = _encoder(tmp_path)
+def test_a_memory_kill_is_named_as_one(tmp_path, external_study):
+    external_study("oom", extra={"max_failures": 0})
     oom = {"RAY_memory_usage_threshold": "0.01", "RAY_memory_monitor_refresh_ms": "50"}
-    result, status, runs = _run(tmp_path, "oom", f"encoder: {encoder}", oom)
+    result, status, runs = _run(tmp_path, "oom", oom)
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     last = " ".join(result.stdout.split())
     assert "1 killed by Ray's memory monitor (out of memory)" in last
@@ -75,9 +50,11 @@ def test_a_memory_kill_is_named_as_one(tmp_path):
     assert "memory monitor" in runs[0].data.tags["end_reason"]
 
 
-def test_an_exception_in_the_trial_is_named_by_its_own_line(tmp_path):
+def test_an_exception_in_the_trial_is_named_by_its_own_line(tmp_path, external_study):
     np.savez(tmp_path / "short.npz", codes=np.zeros((5, 2)))  # fewer rows than the dataset
-    result, status, runs = _run(tmp_path, "raises", f"codes: {tmp_path / 'short.npz'}")
+    external_study("raises", extra={"max_failures": 0}, encoder=None,
+                   codes=str(tmp_path / "short.npz"))  # fmt: skip
+    result, status, runs = _run(tmp_path, "raises")
     assert result.returncode == 1
     assert status["causes"] == {causes.ERROR: 1}
     (run,) = runs

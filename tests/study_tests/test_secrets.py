@@ -14,22 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from trainables import get_family
-
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-SPEC = """
-name: secrets
-family: external
-dataset:
-  name: dsprites
-  subset: {{orientation: 0, posX: "0:32:8", posY: "0:32:8", scale: [0, 5]}}
-fixed: {{encoder: {encoder}, metric_train_points: 200, metric_test_points: 100, umap_points: 60}}
-metrics: [mig]
-sweep: {{seed: [0]}}
-resources: {{cpu: 1, gpu: 0}}
-"""
-
 
 def _files_holding(text: bytes, *roots: Path) -> list[str]:
     found = []
@@ -40,9 +25,8 @@ def _files_holding(text: bytes, *roots: Path) -> list[str]:
     return found
 
 
-def test_a_planted_aws_secret_is_written_nowhere(tmp_path):
-    encoder = get_family("external").trainer.tiny_inputs(tmp_path / "inputs")["encoder"]
-    (tmp_path / "secrets.yaml").write_text(SPEC.format(encoder=encoder))
+def test_a_planted_aws_secret_is_written_nowhere(tmp_path, external_study):
+    external_study("secrets")
     secret = f"planted-{uuid.uuid4().hex}"
     # Ray's session folder of this study only (short: Ray's socket paths must stay under 107 chars).
     ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
