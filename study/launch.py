@@ -351,6 +351,7 @@ def _run_locked(
             spec.family,
             config_text,
             {"ray_experiment": str(experiment_path), "storage": str(storage)},
+            description=spec.description,
         )
         experiment_path.mkdir(parents=True, exist_ok=True)
         (experiment_path / LAUNCH_FILE).write_text(
@@ -373,6 +374,7 @@ def _run_locked(
         dataset=json.loads(spec.dataset.model_dump_json()),
         upstreams=sources.provenance_tags(spec) if spec.source is not None else {},
         outputs=declared.to_tag(),
+        axes=tuple(launch_plan(spec)["axes"]),
     )
     launch = LaunchInfo(
         spec.family, max(1, int(spec.resources.cpu)), info, search.grid, search.by_index,

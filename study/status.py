@@ -22,7 +22,7 @@ from .errors import SpecError
 from .journal import Journal, read_trial, trial_folders
 from .records import LAUNCH_STAMP, latest_experiment, read_launch
 from .storage import StoragePath, storage_path
-from .tracking import parse_param, unflatten
+from .tracking import parse_param, short_value, unflatten
 
 
 @dataclass
@@ -41,19 +41,9 @@ class TrialState:
 
     def label(self) -> str:
         """``id: lr=0.0023, seed=0``: which trial, by what sets it apart."""
-        values = ", ".join(f"{k}={_short(k, v)}" for k, v in self.point.items())
+        values = ", ".join(f"{k}={short_value(k, v)}" for k, v in self.point.items())
         who = self.trial_id or self.name
         return f"{who}: {values}" if values else who
-
-
-def _short(key: str, value: Any) -> str:
-    if key == "upstream" and isinstance(value, str) and len(value) > 12:
-        return value[:8]  # a run id: its first characters, as MLflow's UI shows it
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_short(k, v)}" for k, v in value.items()) + "}"
-    return str(value)
 
 
 def _point(params: dict[str, str], axes: list[str]) -> dict[str, Any]:

@@ -154,15 +154,42 @@ class TrackingInfo:
     outputs: str = ""
     """The family's declared outputs and pictures (``Declared.to_tag``), made once on the driver:
     every trial run carries them, so analysis ranks by them without importing the family."""
+    axes: tuple[str, ...] = ()
+    """What sets the study's trials apart (its sweep axes, expansions, upstream): a trial run is
+    named by its values of them."""
+
+
+def short_value(key: str, value: Any) -> str:
+    """A param value as a person reads it in a name or a table: a run id's first characters."""
+    if key == "upstream" and isinstance(value, str) and len(value) > 12:
+        return value[:8]  # a run id: its first characters, as MLflow's UI shows it
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {short_value(k, v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def trial_label(trial_id: str, point: dict[str, Any]) -> str:
+    """``variant=multi_head, seed=1 (f9e3b_00003)``: the trial by what sets it apart, then its id."""
+    values = ", ".join(f"{k}={short_value(k, v)}" for k, v in point.items())
+    return f"{values} ({trial_id})" if values else trial_id
 
 
 def start_parent_run(
-    uri: str, study: str, family: str, config_text: str, extra_tags: dict[str, str]
-) -> tuple[str, str]:
+    uri: str, study: str, family: str, config_text: str, extra_tags: dict[str, str],
+    description: str = "",
+) -> tuple[str, str]:  # fmt: skip
     """Create the launch's parent run; returns (experiment_id, run_id). Safe from several
-    processes at once (a new store, a new experiment)."""
-    client = retry_on_conflict(lambda: _ready_client(uri))
+    processes at once (a new store, a new experiment). ``description`` (the study's) becomes the
+    experiment's description in MLflow's UI."""
+    ensure_store(uri)
+    client = MlflowClient(uri)
     experiment_id = get_or_create_experiment(client, study, uri)
+    if description:
+        retry_on_conflict(
+            lambda: client.set_experiment_tag(experiment_id, "mlflow.note.content", description)
+        )
     run = retry_on_conflict(
         lambda: client.create_run(
             experiment_id,
@@ -172,23 +199,6 @@ def start_parent_run(
     )
     retry_on_conflict(lambda: client.log_text(run.info.run_id, config_text, "config.yaml"))
     return experiment_id, run.info.run_id
-
-
-def _ready_client(uri: str) -> MlflowClient:
-    """A client whose store exists. Creating a SQLite store migrates its schema, which two
-    processes must not do at once (a half-migrated file stays broken): take a file lock."""
-    if not uri.startswith("sqlite:///"):
-        return MlflowClient(uri)
-    database = Path(uri.removeprefix("sqlite:///"))
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(database.with_name(database.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            client = MlflowClient(uri)
-            client.search_experiments(max_results=1)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return client
 
 
 def end_run(uri: str, run_id: str, status: str) -> None:
@@ -348,10 +358,17 @@ def run_record(
     return {
         "op": "run",
         "experiment_id": info.experiment_id,
-        "run_name": trial_name,
+        # Named by what sets it apart in the study (MLflow's run list shows names, not params).
+        "run_name": trial_label(trial_id, _point_of(info.axes, params, dataset))
+        if info.axes else trial_name,
         "tags": tags,
         "params": {**flatten(params), **flatten(dataset, "dataset.")},
     }
+
+
+def _point_of(axes: tuple[str, ...], params: dict[str, Any], dataset: dict[str, Any]) -> dict:
+    values = {**params, **{f"dataset.{k}": v for k, v in dataset.items()}}
+    return {axis: values[axis] for axis in axes if axis in values}
 
 
 def close_trial_run(

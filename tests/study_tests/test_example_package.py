@@ -60,11 +60,15 @@ def studies(tmp_path_factory):
         runs[name] = client.search_runs(
             [experiment.experiment_id], filter_string="tags.role = 'trial'"
         )
-    return cwd, runs, report
+    notes = {
+        name: client.get_experiment_by_name(name).tags.get("mlflow.note.content")
+        for name in runs
+    }
+    return cwd, runs, report, notes
 
 
 def test_each_study_finished_its_trials_under_its_family(studies):
-    _, runs, _ = studies
+    _, runs, _, _ = studies
     expected = {
         "byo_mlp_ae": ("byo.models:MLPAutoEncoder", 1),
         "byo_ae": ("ae", 1),
@@ -76,10 +80,19 @@ def test_each_study_finished_its_trials_under_its_family(studies):
             assert run.info.status == "FINISHED", (name, run.data.tags.get("end_reason"))
             assert run.data.tags["family"] == family
             assert run.data.params["dataset.name"] == "byo.data:Squares"
+            # Named by what sets it apart in its study, then Tune's trial id.
+            seed = run.data.params["seed"]
+            assert run.info.run_name == f"seed={seed} ({run.data.tags['trial_id']})"
+
+
+def test_each_experiment_carries_its_studys_description(studies):
+    *_, notes = studies  # MLflow's UI shows the experiment's note as its description
+    assert notes["byo_ae"] == "the built-in auto-encoder on a user's dataset"
+    assert notes["byo_elsewhere"] == "an external encoder under the protocol of byo_ae"
 
 
 def test_the_users_family_reloads_from_its_run_id(studies, monkeypatch):
-    cwd, runs, _ = studies
+    cwd, runs, _, _ = studies
     monkeypatch.syspath_prepend(str(PACKAGE))  # importable here as where the study ran
     run = runs["byo_mlp_ae"][0]
     model = load_model(run.info.run_id, tracking_uri=f"sqlite:///{cwd / 'mlruns.db'}")
@@ -94,14 +107,14 @@ def test_the_users_family_keeps_the_contract_by_its_own_check(tmp_path, monkeypa
 
 
 def test_the_encoder_trained_elsewhere_scores_above_both_auto_encoders(studies):
-    _, runs, _ = studies
+    _, runs, _, _ = studies
     external = min(r.data.metrics["mig"] for r in runs["byo_elsewhere"])
     trained = max(r.data.metrics["mig"] for name in ("byo_ae", "byo_mlp_ae") for r in runs[name])
     assert external > 0.5 and external > trained, (external, trained)
 
 
 def test_one_report_holds_all_three(studies):
-    cwd, _, report = studies
+    cwd, _, report, _ = studies
     html = (cwd / "report" / "report.html").read_text()
     for name in ("byo_mlp_ae", "byo_ae", "byo_elsewhere"):
         assert name in html, name

@@ -175,3 +175,16 @@ def test_matrix_heatmap_writes_png(tmp_path, rng):
     _assert_png(out)
     with pytest.raises(ValueError):
         matrix_heatmap(m, tmp_path / "x.png", row_labels=["a"], col_labels=list("abcde"), title="")
+
+
+def test_reconstructions_show_images_from_across_the_test_split():
+    from trainables.core.artifacts import picture_rows
+    from trainables.core.view import prepare_view
+    from trainables.testing import TINY_VIEW
+
+    view = prepare_view(TINY_VIEW)  # 3 shapes x 2 scales x 16 positions
+    rows = picture_rows(view["test"], 8)
+    assert len(rows) == 8 and set(rows) <= set(view["test"])
+    factors = view["factors"][rows]
+    names = list(view["factor_names"])
+    assert len(set(factors[:, names.index("shape")])) == 3  # the first 8 rows miss the last shape

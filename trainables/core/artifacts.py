@@ -39,6 +39,13 @@ def save_matrices(
         )
 
 
+def picture_rows(test: np.ndarray, n: int = N_RECONSTRUCTIONS) -> np.ndarray:
+    """``n`` rows spread evenly over the test split. Its rows are in grid order, so its first
+    ``n`` would all show the first factors' first values (one shape at its smallest scale)."""
+    test = np.asarray(test)
+    return test[np.unique(np.linspace(0, len(test) - 1, n).round().astype(int))]
+
+
 @torch.no_grad()
 def draw(
     trainer: Trainer,
@@ -61,8 +68,7 @@ def draw(
     own = getattr(trainer, "draw_pictures", None)  # a family's own pictures (modular: relations)
     if own is not None:
         own(data, directory)
-    test = np.asarray(data["test"])[:N_RECONSTRUCTIONS]
-    rows = torch.as_tensor(test, device=images.device)
+    rows = torch.as_tensor(picture_rows(data["test"]), device=images.device)
     x = images[rows].float().div_(255.0)
     mean, _ = trainer.encode_rows(rows)
     decoded = trainer.decode(mean)
@@ -72,7 +78,8 @@ def draw(
         x.cpu().numpy(), decoded.cpu().numpy(), directory / "reconstructions.png",
         title=f"{trainer.name}: test images and their reconstructions (code means)",
     )  # fmt: skip
-    base = mean[:1]  # (1, D): the first test image's code; each row moves one dimension
+    middle = len(mean) // 2
+    base = mean[middle : middle + 1]  # (1, D): a test image's code; each row moves one dimension
     spread = codes.std(axis=0)
     centre = codes.mean(axis=0)
     fixed = pictures.traversal_values(-1.0, 1.0, TRAVERSAL_STEP)
