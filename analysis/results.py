@@ -314,29 +314,3 @@ def _same(logged: object, wanted: str) -> bool:
         return float(logged) == float(wanted)
     except (TypeError, ValueError):
         return False
-
-
-def rerun_spec(run: pd.Series, study: str) -> dict:
-    """A one-trial study YAML (as a dict) that trains ``run`` again: same family, dataset, and every
-    config value as logged (seed included), so the CPU gives the same numbers."""
-    from study.tracking import unflatten
-
-    logged = {
-        name.removeprefix("params."): value
-        for name, value in run.items()
-        if name.startswith("params.") and isinstance(value, str)
-        and not name.startswith("params.upstream.")  # joined from the upstream run, not ours
-    }
-    params = unflatten(logged)
-    dataset = params.pop("dataset", {})
-    upstream = params.pop("upstream", None)
-    spec = {
-        "name": f"{study}_rerun_{run['run_id'][:8]}",
-        "family": run["tags.family"],
-        "description": f"rerun of trial {run['run_id']} of study {study}",
-        "dataset": dataset,
-        "fixed": params,
-    }
-    if upstream is not None:
-        spec["source"] = {"ground_truth": True} if upstream == GROUND_TRUTH else {"runs": [upstream]}
-    return spec

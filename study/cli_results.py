@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -32,7 +32,7 @@ def best(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """The best trials of a study by a final metric, with their swept params."""
-    from analysis.results import filter_runs, load_runs, rerun_spec, varying_params
+    from analysis.results import filter_runs, load_runs, varying_params
     from analysis.tables import best_runs
 
     from . import tracking
@@ -263,3 +263,29 @@ def list_registries() -> None:
     console.print("metrics:  " + ", ".join(sorted(METRICS)))
 
 
+def rerun_spec(run: Any, study: str) -> dict:
+    """A one-trial study YAML (as a dict) that trains ``run`` again: same family, dataset, and every
+    config value as logged (seed included), so the CPU gives the same numbers."""
+    from trainables import GROUND_TRUTH
+
+    from .tracking import unflatten
+
+    logged = {
+        name.removeprefix("params."): value
+        for name, value in run.items()
+        if name.startswith("params.") and isinstance(value, str)
+        and not name.startswith("params.upstream.")  # joined from the upstream run, not ours
+    }
+    params = unflatten(logged)
+    dataset = params.pop("dataset", {})
+    upstream = params.pop("upstream", None)
+    spec = {
+        "name": f"{study}_rerun_{run['run_id'][:8]}",
+        "family": run["tags.family"],
+        "description": f"rerun of trial {run['run_id']} of study {study}",
+        "dataset": dataset,
+        "fixed": params,
+    }
+    if upstream is not None:
+        spec["source"] = {"ground_truth": True} if upstream == GROUND_TRUTH else {"runs": [upstream]}
+    return spec
