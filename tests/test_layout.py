@@ -109,6 +109,14 @@ def test_the_cycle_check_finds_a_cycle():
     assert cycles(graph) == [["a", "b", "c"]]
 
 
+def test_packages_import_downward_only():
+    # study (the runner, the CLI) -> analysis -> trainables: a report never needs the runner.
+    below = {"trainables": ("analysis", "study"), "analysis": ("study",)}
+    for module, targets in import_graph().items():
+        above = below.get(module.split(".")[0], ())
+        assert not [t for t in targets if t.split(".")[0] in above], module
+
+
 def test_the_framework_imports_no_family():
     graph = import_graph()
     for module, targets in graph.items():
