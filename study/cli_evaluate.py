@@ -80,8 +80,6 @@ def evaluate(
 ) -> None:
     """Score an encoder trained elsewhere (TorchScript, state dict + class, or a file of codes)
     with the data view, metrics and seeds of the study --like, as trial runs in MLflow."""
-    import yaml
-
     from .cli_launch import _launch
     from .spec import load_spec, parse_spec
 
@@ -98,8 +96,8 @@ def evaluate(
                 given["encoder_kwargs"] = json.loads(encoder_kwargs)
             except json.JSONDecodeError as err:
                 raise SpecError(f"--encoder-kwargs: not JSON ({err.msg})") from None
-        load_spec(like, max_trials=None)  # the protocol study itself must be valid
-        raw = yaml.safe_load(like.read_text())
+        # The protocol study, validated (with its defaults filled in) and read once.
+        raw = json.loads(load_spec(like, max_trials=None).model_dump_json())
         spec = parse_spec(protocol_spec(raw, given, name), f"evaluate --like {like}",
                           max_trials=MAX_TRIALS)  # fmt: skip
     except UserError as err:

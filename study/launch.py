@@ -332,6 +332,7 @@ def _run_locked(
     _init_ray(address, num_cpus)
     check_resources(spec)
     declared = get_family(spec.family).declared  # what its runs report: their tag, the plan's
+    plan = launch_plan(spec, declared)
 
     search = search_setup(spec, extend_from)  # before MLflow is written: it can fail
     experiment_path = previous or storage / f"{spec.name}_{time.strftime(LAUNCH_STAMP)}"
@@ -361,7 +362,7 @@ def _run_locked(
                     "spec": effective,  # the one stored form; MLflow's config.yaml is its copy
                     "n_points": spec.n_points if spec.sampled_axes else 0,
                     "extends": [p.name for p in extend_from],
-                    "plan": launch_plan(spec, declared),
+                    "plan": plan,
                 }  # fmt: skip
             )
         )
@@ -374,7 +375,7 @@ def _run_locked(
         dataset=json.loads(spec.dataset.model_dump_json()),
         upstreams=sources.provenance_tags(spec) if spec.source is not None else {},
         outputs=declared.to_tag(),
-        axes=tuple(launch_plan(spec)["axes"]),
+        axes=tuple(plan["axes"]),
     )
     launch = LaunchInfo(
         spec.family, max(1, int(spec.resources.cpu)), info, search.grid, search.by_index,
