@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 JOURNAL = "tracking_journal.jsonl"
 SENT = "tracking_journal.sent"  # how many records of the journal are known to be in MLflow
 ARTIFACTS = "artifacts"
+_OBJECT_STORES = frozenset({"s3", "gcs", "abfs"})  # pyarrow type names: whole objects at close
 
 
 class Journal:
@@ -55,10 +57,24 @@ class Journal:
             return None
 
     def _write(self, name: str, text: str) -> None:
-        # Whole-file rewrite: object stores cannot append; journals stay small (a line a report).
+        """Replace a whole file (object stores cannot append; journals stay small, a line a
+        report) so that no reader ever sees it cut short.
+
+        Written in place, the file is empty or partial between open and close: a reader (``study
+        status``, ``study sync``, the trial retried after a kill there) found records missing
+        that the trial's newest checkpoint had passed. On a file system (local, NFS) it is
+        written beside and renamed over; an object store publishes an object whole at close.
+        """
         self.fs.create_dir(self.directory, recursive=True)
-        with self.fs.open_output_stream(self._path(name)) as handle:
+        path = self._path(name)
+        if self.fs.type_name in _OBJECT_STORES:
+            with self.fs.open_output_stream(path) as handle:
+                handle.write(text.encode())
+            return
+        partial = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
+        with self.fs.open_output_stream(partial) as handle:
             handle.write(text.encode())
+        self.fs.move(partial, path)
 
     def records(self) -> list[dict[str, Any]]:
         if self._records is None:

@@ -148,3 +148,31 @@ def test_a_drivers_end_for_a_stopped_trial_is_kept_and_sent_after_the_trials_thr
     assert run.info.status == "KILLED" and run.data.tags["stopped"] == "asha"
     history = client.get_metric_history(run.info.run_id, "loss")
     assert sorted(m.step for m in history) == list(range(1, 31))
+
+
+
+_APPENDER = """
+import sys, pyarrow.fs as pafs
+from study.journal import Journal
+journal = Journal(pafs.LocalFileSystem(), sys.argv[1])
+for step in range(400):
+    journal.append({"op": "metrics", "step": step, "metrics": {"pad": "x" * 2000}})
+"""
+
+
+def test_a_reader_never_sees_a_journal_shorter_than_before(tmp_path):
+    """Each append rewrites the whole journal (object stores cannot append). Written in place, a
+    reader (``study status``, ``study sync``, a retried trial) could find it cut short: a trial
+    killed mid-write then lost epochs its newest checkpoint had passed (never sent, never trained
+    again). Written beside and renamed, every read sees a whole journal: records only grow."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "trial"
+    writer = subprocess.Popen([sys.executable, "-c", _APPENDER, str(folder)])
+    seen, reads = 0, 0
+    while writer.poll() is None or reads == 0:
+        steps = [r["step"] for r in Journal(pafs.LocalFileSystem(), str(folder)).records()]
+        assert steps == list(range(len(steps))) and len(steps) >= seen, (seen, len(steps))
+        seen, reads = len(steps), reads + 1
+    assert writer.returncode == 0 and seen == 400 and reads > 50, (seen, reads)
