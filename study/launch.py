@@ -42,7 +42,8 @@ from .records import (
     study_lock,
     update_launch,
 )
-from .search import search_setup
+from .resume import RESUMES, ResumePlan, ResumeSearcher, plan_grid, plan_optuna
+from .search import SearchSetup, search_setup
 from .spec import SpecError, StudySpec
 from .storage import StoragePath, storage_path
 from .trial import VIEWS, LaunchInfo, ray_entry
@@ -57,10 +58,24 @@ class _CloseRuns(tune.Callback):
     # driver sends the end it journals for such a trial only after this, never beside it.
     SEND_AFTER_S = 5.0
 
-    def __init__(self, info: tracking.TrackingInfo, scheduler: bool = False):
+    def __init__(
+        self,
+        info: tracking.TrackingInfo,
+        scheduler: bool = False,
+        resumed: dict[str, dict[str, str]] | None = None,
+    ):
         self.info = info
         self.scheduler = scheduler
+        self.resumed = resumed or {}
         self._to_send: list[tuple[float, Journal]] = []
+
+    def _place(self, trial: Any) -> tuple[Journal, str]:
+        """A trial's journal and trial id: those of the trial it continues, on a resume."""
+        continues = trial.config.get(RESUMES)
+        fs = trial.storage.storage_filesystem
+        if continues in self.resumed:
+            return Journal(fs, self.resumed[continues]["path"]), continues
+        return Journal(fs, trial.storage.trial_fs_path), trial.trial_id
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # A trial that returned journaled its end; one without an end was stopped by the
@@ -68,7 +83,7 @@ class _CloseRuns(tune.Callback):
         if not self.scheduler:
             return
         try:
-            journal = Journal(trial.storage.storage_filesystem, trial.storage.trial_fs_path)
+            journal, _ = self._place(trial)
             records = journal.records()
             if any(r["op"] == "end" for r in records):
                 return
@@ -99,20 +114,22 @@ class _CloseRuns(tune.Callback):
             cause, reason = causes.classify(_error_text(trial))
         except Exception:  # the error file is unreadable: still end the trial
             cause, reason = causes.ERROR, "trial error (see Ray's log)"
+        journal, trial_id = self._place(trial)
         try:
-            journal = Journal(trial.storage.storage_filesystem, trial.storage.trial_fs_path)
             if not any(r["op"] == "run" for r in journal.records()):
                 # Killed before it started (e.g. by the memory monitor at start-up): its run is
                 # made here, with the params it was given, so MLflow shows it FAILED and why.
-                params = json.loads(json.dumps(trial.config, default=str))
-                journal.append(tracking.run_record(self.info, trial.trial_id, str(trial), params))
+                given = {k: v for k, v in trial.config.items() if k != RESUMES}
+                config = json.loads(json.dumps(given, default=str))
+                record = tracking.run_record(self.info, trial_id, str(trial), config)
+                journal.append({**record, "config": config})
             journal.append({"op": "end", "status": "FAILED", "reason": reason,
                             "tags": {causes.TAG: cause}})  # fmt: skip
         except Exception as err:  # never stop the study over bookkeeping
             log.warning("could not journal the end of trial %s: %s", trial.trial_id, err)
         try:
             with tracking.fail_fast():
-                tracking.close_trial_run(self.info, trial.trial_id, "FAILED", reason, cause)
+                tracking.close_trial_run(self.info, trial_id, "FAILED", reason, cause)
         except Exception as err:  # the tracking server may be away: never stop the study for it
             log.warning("could not mark trial %s FAILED in MLflow: %s", trial.trial_id, err)
 
@@ -303,6 +320,28 @@ def run_study(
         )  # fmt: skip
 
 
+def _resumed_dirname(trial: Any) -> str:
+    """A resume's Tune folder for a trial: which trial it continues, not its every param (its
+    journal and checkpoints stay in that trial's folder; this one holds Tune's files only)."""
+    continues = trial.config.get(RESUMES)
+    prefix = f"continues_{continues}" if continues else trial.trainable_name
+    return f"{prefix}_{trial.trial_id}"
+
+
+def _resume_setup(
+    spec: StudySpec, previous: StoragePath, record: dict[str, Any], extend_from: list[StoragePath]
+) -> tuple[SearchSetup, ResumePlan]:
+    """The search of a resume of launch ``previous`` and what it runs, from its journals."""
+    if spec.search.algorithm == "grid":
+        search = search_setup(spec, extend_from)
+        return search, plan_grid(previous, search.param_space)
+    n_points = int(record.get("n_points") or spec.n_points)
+    plan = plan_optuna(previous, n_points, max(len(spec.grid_combinations()), 1))
+    # Warm-started with what the launch's own finished trials measured, too.
+    search = search_setup(spec, extend_from, [previous], asked=plan.n_started_points)
+    return search, plan
+
+
 def _check_extension(
     spec: StudySpec, effective: dict[str, Any], storage: StoragePath
 ) -> list[StoragePath]:
@@ -334,7 +373,12 @@ def _run_locked(
     declared = get_family(spec.family).declared  # what its runs report: their tag, the plan's
     plan = launch_plan(spec, declared)
 
-    search = search_setup(spec, extend_from)  # before MLflow is written: it can fail
+    # Before MLflow is written: it can fail.
+    resume_plan: ResumePlan | None = None
+    if previous is not None:
+        search, resume_plan = _resume_setup(spec, previous, launch_record, extend_from)
+    else:
+        search = search_setup(spec, extend_from)
     experiment_path = previous or storage / f"{spec.name}_{time.strftime(LAUNCH_STAMP)}"
     # The lock is ours: any launch of this study still RUNNING under this storage lost its driver.
     tracking.close_stale_launches(
@@ -377,9 +421,10 @@ def _run_locked(
         outputs=declared.to_tag(),
         axes=tuple(plan["axes"]),
     )
+    resumed = resume_plan.resumed if resume_plan else None
     launch = LaunchInfo(
         spec.family, max(1, int(spec.resources.cpu)), info, search.grid, search.by_index,
-        search.metric, tuple(a.name for a in spec.sampled_axes),
+        search.metric, tuple(a.name for a in spec.sampled_axes), resumed,
     )  # fmt: skip
     if VIEWS in data:  # one object per view: a node maps only the views its trials use
         data = {VIEWS: {key: ray.put(view) for key, view in data[VIEWS].items()}}
@@ -392,31 +437,36 @@ def _run_locked(
         name=experiment_path.name,
         storage_path=storage.uri,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        callbacks=[_CloseRuns(info, scheduler=search.scheduler is not None)],
+        callbacks=[_CloseRuns(info, search.scheduler is not None, resumed)],
         verbose=verbose,
     )
     status, interrupted, results, ray_error = "FAILED", None, None, None
     with _Signals() as signals:
         try:
-            if previous is not None:
-                tuner = tune.Tuner.restore(
-                    str(previous), trainable, resume_errored=True, param_space=search.param_space
-                )
-            else:
+            # A resume never reads Tune's pickled state (``study.resume``): a fresh Tuner runs
+            # the launch's unfinished trials, in their folders, and the points it never started.
+            param_space, algorithm, num_samples = search.param_space, search.algorithm, None
+            if resume_plan is not None:
+                rest = search.algorithm if resume_plan.n_new else None
+                param_space = search.param_space if rest is not None else {}
+                algorithm = ResumeSearcher(resume_plan.fixed, rest)
+                num_samples = resume_plan.n_to_run
+            if num_samples != 0:
                 tuner = tune.Tuner(
                     trainable,
-                    param_space=search.param_space,
+                    param_space=param_space,
                     tune_config=tune.TuneConfig(
                         max_concurrent_trials=spec.max_concurrent_trials,
                         reuse_actors=True,
-                        search_alg=search.algorithm,
+                        search_alg=algorithm,
                         scheduler=search.scheduler,
-                        num_samples=search.num_samples,
+                        num_samples=search.num_samples if num_samples is None else num_samples,
+                        trial_dirname_creator=_resumed_dirname if resume_plan else None,
                     ),
                     run_config=run_config,
                 )
-            results = tuner.fit()
-            signals.after_fit()
+                results = tuner.fit()
+                signals.after_fit()
         except KeyboardInterrupt:  # a second Ctrl-C skips Tune's graceful stop
             interrupted = signals.received or "SIGINT"
         except (RayError, TuneError) as err:  # Ray itself gave up (a lost head, a dead driver
@@ -424,7 +474,7 @@ def _run_locked(
             ray_error = _first_line(err)
             interrupted = causes.ENDED_EARLY
         finally:
-            n_trials = len(results) if results is not None else spec.n_trials
+            n_trials = spec.n_trials  # a resume's results hold only the trials it ran
             n_errors = len(results.errors) if results is not None else 0
             # Tune returns normally after a Ctrl-C: the study ended only if every trial did. The
             # trials' journals say so even while the tracking server is away.
@@ -434,10 +484,9 @@ def _run_locked(
             # A trial that errored is journaled FAILED by _CloseRuns: counted once, there.
             if n_finished + ended.get("FAILED", 0) + n_stopped < n_trials:
                 interrupted = interrupted or signals.received or causes.ENDED_EARLY
-            n_diverged = sum(1 for r in (results or []) if r.metrics and r.metrics.get("diverged"))
-            n_misconfigured = sum(
-                1 for r in (results or []) if r.metrics and r.metrics.get("misconfigured")
-            )
+            ended_by = launch_causes(experiment_path.fs, experiment_path.path)
+            n_diverged = ended_by.get(causes.DIVERGED, 0)
+            n_misconfigured = ended_by.get(causes.MISCONFIGURED, 0)
             if interrupted:
                 status = "KILLED"
             elif n_errors == 0 and n_diverged == 0 and n_misconfigured == 0:
@@ -460,5 +509,5 @@ def _run_locked(
     return StudyResult(
         experiment_path, parent_run_id, n_trials, n_errors, n_diverged, interrupted, n_finished,
         tracking_pending=not synced, n_stopped=n_stopped, n_misconfigured=n_misconfigured,
-        causes=launch_causes(experiment_path.fs, experiment_path.path), ray_error=ray_error,
+        causes=ended_by, ray_error=ray_error,
     )  # fmt: skip

@@ -28,11 +28,18 @@ class SearchSetup:
     metric: str | None = None
 
 
-def search_setup(spec: StudySpec, extend_from: list[StoragePath]) -> SearchSetup:
+def search_setup(
+    spec: StudySpec,
+    extend_from: list[StoragePath],
+    warm: list[StoragePath] | None = None,
+    asked: int = 0,
+) -> SearchSetup:
     """Tune's param space, searcher and scheduler for the spec's ``search`` block.
 
     The grid algorithm's drawn points continue past those of earlier launches (``extend_from``);
-    Optuna starts from what they measured (or from its own storage, when one is given).
+    Optuna starts from what they measured (or from its own storage, when one is given), and
+    from what the launches in ``warm`` measured (a resumed launch's own finished trials);
+    ``asked``: points the resumed launch had already asked for, which its sampler skips.
     """
     search = spec.search
     scheduler = None
@@ -65,13 +72,14 @@ def search_setup(spec: StudySpec, extend_from: list[StoragePath]) -> SearchSetup
     domains, by_index = space.tune_domains(spec.sampled_axes)
     points, rewards = [], []
     if search.storage is None:  # warm start from the earlier launches' finished trials
-        points, rewards = _measured_points(spec, extend_from, by_index)
+        points, rewards = _measured_points(spec, [*extend_from, *(warm or [])], by_index)
     searcher = OptunaSearch(
         metric=search.metric,
         mode=search.mode,
-        # An extension's sampler must not replay the random start of the launches before it.
+        # An extension's sampler must not replay the random start of the launches before it,
+        # nor a resumed one the points its launch already asked for.
         sampler=optuna.samplers.TPESampler(
-            seed=search.seed + offset, n_startup_trials=search.startup_points
+            seed=search.seed + offset + asked, n_startup_trials=search.startup_points
         ),
         study_name=spec.name,
         storage=optuna.storages.RDBStorage(search.storage) if search.storage else None,

@@ -8,6 +8,7 @@ checkpoints to the trial's folder on the study's storage. Families stay Ray-agno
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import pickle  # for its error type only: nothing here unpickles
@@ -27,6 +28,7 @@ from trainables import NonFiniteLoss, check_metric_names, get_family
 from . import causes, space, tracking
 from .journal import Journal, Sender
 from .records import CHECKPOINT_FILE as STATE_FILE
+from .resume import RESUMES, TRIAL_INDEX
 from .spec import data_params, family_params, view_key
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ class LaunchInfo:
     """What the searcher ranks by: a trial whose final report lacks it fails, saying so."""
     sampled: tuple[str, ...] = ()
     """Sampled axes: journaled as the trial's ``point`` (an extension warm-starts from them)."""
+    resumed: dict[str, dict[str, str]] | None = None
+    """A resume: trial id continued -> its folder and run name (``study.resume``)."""
 
     def trial_params(self, config: dict[str, Any]) -> dict[str, Any]:
         """A trial's parameters from Tune's config: drawn points, grid repeats and indices decoded."""
@@ -60,12 +64,12 @@ class LaunchInfo:
         return params
 
 
-TRIAL_INDEX = "__trial_index__"  # ray.tune.search.repeater.TRIAL_INDEX
 PROGRESS = "progress"  # Tune only: each report's explicit step (epoch, or optimiser step)
 
 
-def _trial_storage() -> tuple[pafs.FileSystem, str]:
-    """The trial's folder on the study's storage (local, NFS or a cloud URI) and its file system.
+def _trial_storage(resumed: dict[str, str] | None = None) -> tuple[pafs.FileSystem, str]:
+    """The trial's folder on the study's storage (local, NFS or a cloud URI) and its file system:
+    Tune's folder for it, or the folder of the trial it continues (``resumed``).
 
     Ray has no public accessor for it (``get_trial_dir`` is the node-local working folder), so
     this reads the Train session's storage context.
@@ -73,7 +77,7 @@ def _trial_storage() -> tuple[pafs.FileSystem, str]:
     from ray.train._internal.session import get_session
 
     storage = get_session().storage
-    return storage.storage_filesystem, storage.trial_fs_path
+    return storage.storage_filesystem, resumed["path"] if resumed else storage.trial_fs_path
 
 
 class RayContext:
@@ -86,18 +90,27 @@ class RayContext:
         dataset: dict[str, Any] | None = None,
         point: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
+        config: dict[str, Any] | None = None,
+        continues: str | None = None,
     ):
+        """``config``: Tune's, journaled (a resume plans from it); ``continues``: the id of the
+        trial of an earlier run of the launch this one continues (its folder, run, checkpoint)."""
         context = tune.get_context()
         self._workdir = Path(tempfile.mkdtemp(prefix="trial-"))
         self.artifact_dir = self._workdir / "artifacts"
         self.artifact_dir.mkdir()
-        self.fs, self.trial_path = _trial_storage()
+        resumed = (launch.resumed or {}).get(continues) if continues else None
+        if continues and resumed is None:
+            raise RuntimeError(f"trial {continues!r} is not among the trials this resume continues")
+        self.fs, self.trial_path = _trial_storage(resumed)
         self.journal = Journal(self.fs, self.trial_path)
         self.tracking_uri = launch.tracking.uri
         self.sender = Sender(launch.tracking.uri, self.journal)
-        record = tracking.run_record(
-            launch.tracking, context.get_trial_id(), context.get_trial_name(), params, dataset
-        )
+        trial_id = continues or context.get_trial_id()
+        name = resumed["run_name"] if resumed else context.get_trial_name()
+        record = tracking.run_record(launch.tracking, trial_id, name, params, dataset)
+        if config is not None:
+            record["config"] = config
         if point:
             record["point"] = point
         record["tags"].update(tags or {})
@@ -195,6 +208,8 @@ def _load_state(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
 
 
 def ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo) -> None:
+    continues = config.get(RESUMES)
+    config = {key: value for key, value in config.items() if key != RESUMES}
     # Fail fast on an unreachable tracking server: the journal keeps the records and the sending
     # thread retries with back-off, instead of sitting in MLflow's own retry loop.
     for key, value in tracking.FAIL_FAST.items():
@@ -214,7 +229,10 @@ def ray_entry(config: dict[str, Any], data: dict[str, Any], launch: LaunchInfo) 
         # read-only: mapped from this node's object store, not a private copy of the data
         "data_mapped": str(flags is not None and not flags.writeable).lower(),
     }
-    ctx = RayContext(launch, cfg.model_dump(mode="json"), dataset, point, where)
+    journaled = json.loads(json.dumps(config, default=str))
+    ctx = RayContext(
+        launch, cfg.model_dump(mode="json"), dataset, point, where, journaled, continues
+    )
     try:
         final = family.fit(cfg, data, ctx)
     except NonFiniteLoss as err:

@@ -199,14 +199,52 @@ def test_sigint_then_resume(tmp_path, uninterrupted):
     _assert_complete(tmp_path, "faults_int", uninterrupted)
 
 
+class _Crafted:
+    """Unpickled, it writes a marker file: what anyone who can write shared storage could plant."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('ran')",))
+
+
+def _plant_crafted_state(experiment: Path, marker: Path) -> list[str]:
+    """Replace Tune's state in a launch folder with payloads that run code when unpickled: every
+    pickle (tuner.pkl, params.pkl, searcher state) and a cloudpickle payload in each JSON state."""
+    import json
+    import pickle
+
+    import cloudpickle
+
+    payload = pickle.dumps(_Crafted(marker))
+    planted = []
+    for path in [*experiment.rglob("*.pkl"), experiment / "tuner.pkl"]:
+        path.write_bytes(payload)
+        planted.append(path.name)
+    fallback = {"_type": "CLOUDPICKLE_FALLBACK",
+                "value": cloudpickle.dumps(_Crafted(marker)).hex()}  # fmt: skip
+    for path in [*experiment.glob("experiment_state-*.json"), *experiment.glob("*-state-*.json")]:
+        path.write_text(json.dumps({"trial_data": [], "runner_data": fallback}))
+        planted.append(path.name)
+    return planted
+
+
 def test_sigkill_of_the_driver_then_resume(tmp_path, uninterrupted):
+    """Resumed after a SIGKILL, from storage whose Tune state was replaced by crafted pickles:
+    nothing of it is unpickled (the resume is planned from the trial journals' JSON)."""
     stopped = _start_and_stop(tmp_path, "faults_kill", signal.SIGKILL)
     assert stopped.returncode == -signal.SIGKILL
     ray = Path(sys.executable).with_name("ray")  # the driver's local Ray outlives it
     subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120)
     (launch,) = _runs(_client(tmp_path), "faults_kill", "launch")
     assert launch.info.status == "RUNNING"  # nobody could end it
+    (experiment,) = (tmp_path / "ray_results").glob("faults_kill_*")
+    marker = tmp_path / "crafted_pickle_ran"
+    planted = _plant_crafted_state(experiment, marker)
+    assert "tuner.pkl" in planted and any(p.startswith("experiment_state") for p in planted)
     _resume(tmp_path, "faults_kill")
+    assert not marker.exists()
     _assert_complete(tmp_path, "faults_kill", uninterrupted)
 
 

@@ -344,6 +344,51 @@ def test_extend_adds_new_points_warm_started_from_the_measured_ones(optuna_study
 
 @pytest.mark.ray
 @pytest.mark.slow
+def test_an_interrupted_optuna_launch_resumes_its_points_and_asks_the_rest(optuna_study):
+    """Ctrl-C in an extension of two points, then `study resume`: each point ends with both
+    seeds, nothing is run twice, and no Tune state is read (``study.resume``)."""
+    import signal
+    import time
+
+    from study.records import launches
+
+    client = MlflowClient(f"sqlite:///{optuna_study / 'mlruns.db'}")
+    before = {r.info.run_id for r in _trial_runs(client, "optuna_case")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "study.cli", "run", "optuna.yaml", "--extend", "--num-cpus", "2",
+         "--set", "search.num_samples=2"],
+        cwd=optuna_study, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        runs = [r for r in _trial_runs(client, "optuna_case") if r.info.run_id not in before]
+        if any(client.get_metric_history(r.info.run_id, "train/loss") for r in runs):
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.2)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 130, out[-2000:] + err[-2000:]
+    results = optuna_study / "ray_results"
+    extension = launches(storage_path(results), "optuna_case")[-1]
+    status = json.loads(_study(optuna_study, "status", "optuna_case", "--json").stdout)
+    assert status["launch_status"] == "KILLED"
+
+    _study(optuna_study, "resume", "optuna_case", "--num-cpus", "2")
+    new = [r for r in _trial_runs(client, "optuna_case") if r.info.run_id not in before]
+    assert len(new) == 2 * 2 and len({r.data.tags["trial_id"] for r in new}) == 4
+    seeds_by_lr = defaultdict(list)
+    for run in new:
+        seeds_by_lr[run.data.params["lr"]].append(run.data.params["seed"])
+        stopped = run.data.tags.get("stopped") == "asha"
+        assert run.info.status == ("KILLED" if stopped else "FINISHED"), run.data.tags
+    assert sorted(map(sorted, seeds_by_lr.values())) == [["0", "1"], ["0", "1"]]
+    assert launches(storage_path(results), "optuna_case")[-1] == extension  # resumed, not new
+    status = json.loads(_study(optuna_study, "status", "optuna_case", "--json").stdout)
+    assert status["launch_status"] == "FINISHED" and status["n_trials"] == 4
+
+
+@pytest.mark.ray
+@pytest.mark.slow
 def test_data_axes_prepare_each_view_once_and_trials_train_on_theirs(
     tmp_path, tmp_mlflow, monkeypatch
 ):
