@@ -38,6 +38,9 @@ def run(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a key: fixed.epochs=2")
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Ray Tune's own trial tables instead of one line a change")
+    ] = False,
 ) -> None:
     """Run a study: validate the YAML, then one Ray Tune trial per grid point (or per sampled
     point and seed), tracked in MLflow."""
@@ -52,7 +55,7 @@ def run(
         fail(str(err))
     if spec.resolved_source is not None:
         fail(f"{config}: resolved_source: written by study run from source; remove it")
-    _launch(spec, tracking_uri, storage, address, num_cpus, resume, yes, extend)
+    _launch(spec, tracking_uri, storage, address, num_cpus, resume, yes, extend, verbose)
 
 
 @app.command()
@@ -62,6 +65,9 @@ def resume(
     storage: Annotated[str, typer.Option(help=STORAGE_HELP)] = "ray_results",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default local)")] = None,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray")] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Ray Tune's own trial tables instead of one line a change")
+    ] = False,
 ) -> None:
     """Continue a study's latest launch with the config it was launched with (same parent run)."""
     from .records import latest_experiment, read_launch
@@ -76,12 +82,13 @@ def resume(
         spec = parse_spec(record["spec"], f"{previous.name}/study_launch.json")
     except UserError as err:
         fail(str(err))
-    _launch(spec, tracking_uri, storage, address, num_cpus, True, True)
+    _launch(spec, tracking_uri, storage, address, num_cpus, True, True, verbose=verbose)
 
 
 def _launch(
-    spec, tracking_uri, storage, address, num_cpus, resume: bool, yes: bool, extend: bool = False
-) -> None:
+    spec, tracking_uri, storage, address, num_cpus, resume: bool, yes: bool, extend: bool = False,
+    verbose: bool = False,
+) -> None:  # fmt: skip
 
     from . import tracking
     from .launch import run_study
@@ -114,6 +121,8 @@ def _launch(
             num_cpus=num_cpus,
             resume=resume,
             extend=extend,
+            verbose=2 if verbose else 0,  # else one progress line a change (study.progress)
+            say=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
         )
     except (UserError, tracking.TrackingUnreachable) as err:
         fail(str(err))
@@ -142,13 +151,17 @@ def _launch(
         f"{result.n_misconfigured} without search.metric in their final report, "
         if result.n_misconfigured else ""
     )  # fmt: skip
+    why = " (the runs' end_reason and end_cause tags say why)" if failed or ended else ""
     console.print(
         f"{'done' if not failed else 'finished with failures'}: {result.n_trials} trials, "
         f"{stopped}{result.n_errors} errors, {misconfigured}{result.n_diverged} diverged "
-        f"(non-finite loss){f'; not finished: {ended}' if ended else ''} (see the runs' "
-        f"end_reason and end_cause tags); Ray results in "
-        f"{result.experiment_path}; MLflow parent run {result.parent_run_id} in {uri}"
-    )
+        f"(non-finite loss){f'; not finished: {ended}' if ended else ''}{why}",
+        markup=False, highlight=False, soft_wrap=True,
+    )  # fmt: skip
+    console.print(
+        f"MLflow: {uri} (parent run {result.parent_run_id}); Ray: {result.experiment_path}",
+        markup=False, highlight=False, soft_wrap=True,
+    )  # fmt: skip
     if failed:
         raise typer.Exit(1)
 

@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from trainables import get_family
 
 from . import causes, sources, tracking
 from .journal import Journal, Sender, launch_causes, launch_summary, sync_experiment
+from .progress import Progress
 from .records import (
     LAUNCH_FILE,
     LAUNCH_STAMP,
@@ -154,8 +155,18 @@ def _init_ray(address: str | None, num_cpus: int | None) -> None:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
+        # Ray enables token authentication for a local start (kept) and warns so at every launch:
+        # nothing there for a user to act on.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+            _token_notice
+        )
         with loopback_only():
             ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+
+
+def _token_notice(record: logging.LogRecord) -> bool:
+    """False for Ray's notice that a local start enabled token authentication."""
+    return "Token authentication is enabled" not in record.getMessage()
 
 
 @contextlib.contextmanager
@@ -268,6 +279,7 @@ def run_study(
     resume: bool = False,
     extend: bool = False,
     verbose: int = 1,
+    say: Callable[[str], Any] | None = None,
 ) -> StudyResult:
     """Validate, prepare data, start Ray, run every trial, and track everything in MLflow.
 
@@ -275,6 +287,8 @@ def run_study(
     unfinished ones from their latest checkpoint; a spec that differs from that launch's is refused.
     ``extend`` adds ``search.num_samples`` new points to a study with sampled axes, as a new launch
     that continues the earlier ones (new draws; Optuna warm-started from what they measured).
+    ``say``: where one-line notes for the user go (what a resume will run; with ``verbose`` 0,
+    a progress line each time the launch's state changes).
     """
     family = get_family(spec.family)
     storage = storage_path(storage)
@@ -316,7 +330,7 @@ def run_study(
     with study_lock(storage, spec.name), local_turn:
         return _run_locked(
             spec, data, effective, previous, launch_record, config_text, tracking_uri, storage,
-            address, num_cpus, verbose, extend_from,
+            address, num_cpus, verbose, extend_from, say,
         )  # fmt: skip
 
 
@@ -366,7 +380,7 @@ def _check_extension(
 
 def _run_locked(
     spec, data, effective, previous, launch_record, config_text, tracking_uri, storage, address,
-    num_cpus, verbose, extend_from,
+    num_cpus, verbose, extend_from, say,
 ) -> StudyResult:  # fmt: skip
     _init_ray(address, num_cpus)
     check_resources(spec)
@@ -377,6 +391,14 @@ def _run_locked(
     resume_plan: ResumePlan | None = None
     if previous is not None:
         search, resume_plan = _resume_setup(spec, previous, launch_record, extend_from)
+        if say is not None:
+            new = f", {resume_plan.n_new} new" if resume_plan.n_new else ""
+            say(
+                f"resuming {previous.name}: {resume_plan.n_done} trials ended, "
+                f"{len(resume_plan.resumed)} to continue, "
+                f"{len(resume_plan.fixed) - len(resume_plan.resumed)} to start{new} "
+                "(read from the trial journals; Tune's saved state is not read)"
+            )
     else:
         search = search_setup(spec, extend_from)
     experiment_path = previous or storage / f"{spec.name}_{time.strftime(LAUNCH_STAMP)}"
@@ -437,7 +459,10 @@ def _run_locked(
         name=experiment_path.name,
         storage_path=storage.uri,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        callbacks=[_CloseRuns(info, search.scheduler is not None, resumed)],
+        callbacks=[
+            _CloseRuns(info, search.scheduler is not None, resumed),
+            *([Progress(storage, spec.name, say)] if say is not None and not verbose else []),
+        ],
         verbose=verbose,
     )
     status, interrupted, results, ray_error = "FAILED", None, None, None
@@ -452,6 +477,8 @@ def _run_locked(
                 algorithm = ResumeSearcher(resume_plan.fixed, rest)
                 num_samples = resume_plan.n_to_run
             if num_samples != 0:
+                if not verbose:  # Tune's legacy reporter is silent at 0; the new one is not
+                    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
                 tuner = tune.Tuner(
                     trainable,
                     param_space=param_space,

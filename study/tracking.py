@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import random
 import time
@@ -83,9 +84,16 @@ def ensure_store(uri: str) -> None:
         return
     path = Path(uri.removeprefix("sqlite:///"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates if needed
+    # MLflow says "Creating initial MLflow database tables..." at INFO: nothing to act on.
+    quiet = logging.getLogger("mlflow.store.db.utils")
+    level = quiet.level
+    quiet.setLevel(max(level, logging.WARNING))
+    try:
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates if needed
+    finally:
+        quiet.setLevel(level)
     _READY.add(uri)
 
 

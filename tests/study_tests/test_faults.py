@@ -243,8 +243,9 @@ def test_sigkill_of_the_driver_then_resume(tmp_path, uninterrupted):
     marker = tmp_path / "crafted_pickle_ran"
     planted = _plant_crafted_state(experiment, marker)
     assert "tuner.pkl" in planted and any(p.startswith("experiment_state") for p in planted)
-    _resume(tmp_path, "faults_kill")
+    resumed = _resume(tmp_path, "faults_kill")
     assert not marker.exists()
+    assert f"resuming {experiment.name}: 0 trials ended, 2 to continue, 0 to start" in resumed.stdout
     _assert_complete(tmp_path, "faults_kill", uninterrupted)
 
 

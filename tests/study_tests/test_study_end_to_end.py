@@ -44,7 +44,8 @@ def study_dir(tmp_path_factory) -> Path:
     args = ["run", str(QUICKSTART), "--num-cpus", "2"]
     for item in SHRINK:
         args += ["--set", item]
-    _study(cwd, *args)
+    result = _study(cwd, *args)
+    (cwd / "run_output.txt").write_text(result.stdout + result.stderr)
     return cwd
 
 
@@ -77,6 +78,22 @@ def test_one_parent_and_one_finished_child_per_trial(client):
         assert sorted(m.step for m in history) == [1, 2]
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert "codes.npz" in artifacts
+
+
+def test_a_launch_prints_a_line_per_change_and_no_warnings_to_ignore(study_dir, client):
+    """Not Tune's tables every 30 s, its config box and TensorBoard hint, Ray's token notice or
+    MLflow's table creation: a header, one line each time the trials' state changes, the end."""
+    output = (study_dir / "run_output.txt").read_text()
+    for noise in ("Token authentication", "TensorBoard", "Configuration for experiment",
+                  "Trial status", "Creating initial MLflow database tables"):  # fmt: skip
+        assert noise not in output, noise
+    lines = output.splitlines()
+    progress = [line for line in lines if line.startswith("[")]
+    # 2 trials: each starts and ends once, so at most a header, ~5 changes and the last 2 lines.
+    assert len(lines) <= 10 and len(progress) >= 2, output
+    best = max(c.data.metrics["mig"] for c in _runs(client, "trial"))
+    assert progress[-1].startswith("[2/2] 2 finished · best mig " + f"{best:.4f}"), progress
+    assert lines[-2].startswith("done: 2 trials, 0 errors") and lines[-1].startswith("MLflow: ")
 
 
 def test_best_json_ranks_by_metric(study_dir, client):

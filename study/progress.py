@@ -1,0 +1,85 @@
+"""What a launch prints while it runs: one line each time its state changes, instead of Tune's
+trial tables every 30 seconds (744 lines for the 8-trial quickstart). The line is what ``study
+status`` says (read from the same journals): trials ended / running / pending, best so far by the
+study's metric, elapsed time and time left. ``study run --verbose`` brings Tune's tables back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ray import tune
+
+from .status import StudyStatus, study_status
+from .storage import StoragePath
+
+log = logging.getLogger(__name__)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def progress_line(state: StudyStatus) -> str:
+    """``[3/8] 3 finished, 2 running, 3 pending · best mig 0.3123 (seed=0) · 1m40s, ~2m left``."""
+    counts = state.counts
+    ended = counts["FINISHED"] + counts["FAILED"] + counts["STOPPED"] + counts["KILLED"]
+    width = len(str(state.n_trials))
+    parts = [f"{n} {status.lower()}" for status, n in counts.items() if n]
+    line = f"[{ended:>{width}}/{state.n_trials}] {', '.join(parts) or 'starting'}"
+    if state.best is not None:
+        line += f" · best {state.metric} {state.best.metric:.4f} ({state.best.label()})"
+    line += f" · {_duration(state.elapsed_s)}"
+    if state.remaining_s:
+        line += f", ~{_duration(state.remaining_s)} left"
+    return line
+
+
+class Progress(tune.Callback):
+    """Says ``progress_line`` when a trial starts or ends (at most every ``every_s``), and once
+    more at the end. Never stops a study: a line it cannot read is skipped."""
+
+    def __init__(
+        self, storage: StoragePath, study: str, say: Callable[[str], Any], every_s: float = 1.0
+    ):
+        self.storage, self.study, self.say, self.every_s = storage, study, say, every_s
+        self._changed, self._said_at, self._last = False, 0.0, ""
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into tuner.pkl; a console (its lock) cannot be, and is not
+        # needed there: a resume never reads that file (study.resume).
+        return {**self.__dict__, "say": print}
+
+    def _note(self, *args: Any, **info: Any) -> None:
+        self._changed = True
+
+    on_trial_start = on_trial_complete = on_trial_error = on_trial_recover = _note
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._changed and time.monotonic() - self._said_at >= self.every_s:
+            self._tell()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._tell()
+
+    def _tell(self) -> None:
+        self._changed, self._said_at = False, time.monotonic()
+        try:
+            line = progress_line(study_status(self.storage, self.study))
+        except Exception as err:  # a journal mid-write on a slow store: the next change says it
+            log.debug("progress: %s", err)
+            return
+        # The same counts again (only the clock moved) say nothing new.
+        if line.split(" · ")[:2] != self._last.split(" · ")[:2]:
+            self.say(line)
+        self._last = line
