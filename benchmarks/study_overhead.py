@@ -90,7 +90,7 @@ import requests
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from study import launch, tracking
+from study import callbacks, launch, tracking
 from study.journal import Journal, Sender
 from study.spec import parse_spec
 from trainables import get_family
@@ -405,7 +405,7 @@ def _tune_wall(k: int, tmp: Path, info: tracking.TrackingInfo) -> tuple[float, l
         run_config=tune.RunConfig(
             name=f"reports_{k}",
             storage_path=str(tmp / "driver_results"),
-            callbacks=[launch._CloseRuns(info)],
+            callbacks=[callbacks.CloseRuns(info)],
             verbose=0,
         ),  # fmt: skip
     )

@@ -268,7 +268,7 @@ def rerun_spec(run: Any, study: str) -> dict:
     config value as logged (seed included), so the CPU gives the same numbers."""
     from trainables import GROUND_TRUTH
 
-    from .tracking import unflatten
+    from .params import unflatten
 
     logged = {
         name.removeprefix("params."): value

@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 
 from trainables.errors import UserError
 
@@ -132,6 +130,8 @@ class Sender:
     """Applies a journal's unsent records to MLflow, in order, each one idempotently."""
 
     def __init__(self, uri: str, journal: Journal):
+        from mlflow.tracking import MlflowClient  # only senders need MLflow (status reads journals)
+
         self.uri, self.journal = uri, journal
         self.client = MlflowClient(uri)
         self.run_id: str | None = None
@@ -253,11 +253,15 @@ class Sender:
             record["experiment_id"], run_name=record["run_name"], tags=record["tags"]
         )
         self.run_id = run.info.run_id
+        from mlflow.entities import Param
+
         params = [Param(k, v[:6000]) for k, v in record["params"].items()]
         for start in range(0, len(params), 100):  # MLflow's per-call param limit
             self.client.log_batch(self.run_id, params=params[start : start + 100])
 
     def _apply(self, record: dict[str, Any]) -> None:
+        from mlflow.entities import Metric, RunTag
+
         assert self.run_id is not None
         op = record["op"]
         if op == "run":

@@ -13,22 +13,23 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
-from ray._private import ray_constants
 from ray.exceptions import RayError
 from ray.tune.error import TuneError
 
 from trainables import get_family
 
 from . import causes, sources, tracking
-from .journal import Journal, Sender, launch_causes, launch_summary, sync_experiment
+from .callbacks import CloseRuns
+from .journal import launch_causes, launch_summary, sync_experiment
 from .progress import Progress
+from .ray_start import check_resources, init_ray
 from .records import (
     LAUNCH_FILE,
     LAUNCH_STAMP,
@@ -52,158 +53,6 @@ from .trial import VIEWS, LaunchInfo, ray_entry
 log = logging.getLogger(__name__)
 
 
-class _CloseRuns(tune.Callback):
-    """End child runs that trial processes could not end themselves."""
-
-    # A stopped trial's own sending thread ends within about a second (RayContext.close): the
-    # driver sends the end it journals for such a trial only after this, never beside it.
-    SEND_AFTER_S = 5.0
-
-    def __init__(
-        self,
-        info: tracking.TrackingInfo,
-        scheduler: bool = False,
-        resumed: dict[str, dict[str, str]] | None = None,
-    ):
-        self.info = info
-        self.scheduler = scheduler
-        self.resumed = resumed or {}
-        self._to_send: list[tuple[float, Journal]] = []
-
-    def _place(self, trial: Any) -> tuple[Journal, str]:
-        """A trial's journal and trial id: those of the trial it continues, on a resume."""
-        continues = trial.config.get(RESUMES)
-        fs = trial.storage.storage_filesystem
-        if continues in self.resumed:
-            return Journal(fs, self.resumed[continues]["path"]), continues
-        return Journal(fs, trial.storage.trial_fs_path), trial.trial_id
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        # A trial that returned journaled its end; one without an end was stopped by the
-        # scheduler (ASHA) between reports: record it as stopped, not finished.
-        if not self.scheduler:
-            return
-        try:
-            journal, _ = self._place(trial)
-            records = journal.records()
-            if any(r["op"] == "end" for r in records):
-                return
-            reports = sum(r["op"] == "metrics" for r in records)
-            reason = f"stopped early by the scheduler after {reports} reports"
-            tags = {"stopped": "asha", causes.TAG: causes.STOPPED}
-            journal.append({"op": "end", "status": "KILLED", "reason": reason, "tags": tags})
-            self._to_send.append((time.monotonic() + self.SEND_AFTER_S, journal))
-        except Exception as err:  # never stop the study over bookkeeping; `study sync` retries
-            log.warning("could not record the early stop of trial %s: %s", trial.trial_id, err)
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        # What is still here when the launch ends goes with its final replay of the journals.
-        now = time.monotonic()
-        due = [journal for at, journal in self._to_send if at <= now]
-        self._to_send = [(at, journal) for at, journal in self._to_send if at > now]
-        for journal in due:
-            try:
-                with tracking.fail_fast():
-                    Sender(self.info.uri, journal).flush()
-            except Exception as err:
-                log.warning("could not send the early stop in %s: %s", journal.directory, err)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        # The trial cannot journal its own end any more: the driver does, for `status` and `sync`,
-        # naming the cause Ray's error text gives (a memory kill, a lost node, an exception).
-        try:
-            cause, reason = causes.classify(_error_text(trial))
-        except Exception:  # the error file is unreadable: still end the trial
-            cause, reason = causes.ERROR, "trial error (see Ray's log)"
-        journal, trial_id = self._place(trial)
-        try:
-            if not any(r["op"] == "run" for r in journal.records()):
-                # Killed before it started (e.g. by the memory monitor at start-up): its run is
-                # made here, with the params it was given, so MLflow shows it FAILED and why.
-                given = {k: v for k, v in trial.config.items() if k != RESUMES}
-                config = json.loads(json.dumps(given, default=str))
-                record = tracking.run_record(self.info, trial_id, str(trial), config)
-                journal.append({**record, "config": config})
-            journal.append({"op": "end", "status": "FAILED", "reason": reason,
-                            "tags": {causes.TAG: cause}})  # fmt: skip
-        except Exception as err:  # never stop the study over bookkeeping
-            log.warning("could not journal the end of trial %s: %s", trial.trial_id, err)
-        try:
-            with tracking.fail_fast():
-                tracking.close_trial_run(self.info, trial_id, "FAILED", reason, cause)
-        except Exception as err:  # the tracking server may be away: never stop the study for it
-            log.warning("could not mark trial %s FAILED in MLflow: %s", trial.trial_id, err)
-
-
-def _no_credentials_in_runtime_envs() -> None:
-    """Tune copies the driver's ``AWS_*`` variables into every trial actor's runtime env
-    (``ray.tune.execution.class_cache.ENV_VARS_TO_PROPAGATE``), and Ray writes runtime envs in
-    plain text into its session logs (``runtime_env_agent.log``). Trials need none of them: a
-    local Ray's workers inherit the driver's environment, and cluster nodes get credentials from
-    instance roles or credential files (docs/cluster.md)."""
-    from ray.tune.execution import class_cache
-
-    class_cache.ENV_VARS_TO_PROPAGATE = frozenset(
-        name for name in class_cache.ENV_VARS_TO_PROPAGATE if not name.startswith("AWS_")
-    )
-
-
-def _init_ray(address: str | None, num_cpus: int | None) -> None:
-    _no_credentials_in_runtime_envs()
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING)
-    else:
-        # Ray enables token authentication for a local start (kept) and warns so at every launch:
-        # nothing there for a user to act on.
-        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
-            _token_notice
-        )
-        with loopback_only():
-            ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
-
-
-def _token_notice(record: logging.LogRecord) -> bool:
-    """False for Ray's notice that a local start enabled token authentication."""
-    return "Token authentication is enabled" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def loopback_only() -> Iterator[None]:
-    """A local Ray that listens on 127.0.0.1 only (GCS, raylet, workers, agents), not on every
-    interface: nothing on the network can submit work to a workstation's study.
-
-    Ray resolves "localhost" to the machine's routable address unless clusters are disabled
-    (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read by the driver at import and by every Ray
-    process it starts). Set for this start only: a cluster node must keep it, or it cannot be
-    joined (docs/cluster.md). tests/study_tests/test_loopback.py lists the listeners.
-    """
-    name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
-    saved_env, saved_flag = os.environ.get(name), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[name] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
-        if saved_env is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved_env
-
-
-def check_resources(spec: StudySpec) -> None:
-    """A request the cluster cannot meet would leave trials PENDING forever: fail now instead."""
-    total = ray.cluster_resources()
-    for key, wanted in (("CPU", spec.resources.cpu), ("GPU", spec.resources.gpu)):
-        if wanted > total.get(key, 0.0):
-            raise SpecError(
-                f"resources.{key.lower()}={wanted} per trial, but the Ray cluster has "
-                f"{total.get(key, 0.0):g} {key}"
-            )
-
-
 @dataclass
 class StudyResult:
     experiment_path: StoragePath
@@ -225,15 +74,6 @@ class StudyResult:
     """Trials that did not finish, by cause (``study.causes``)."""
     ray_error: str | None = None
     """Ray's own error, in one line, when it ended the launch early."""
-
-
-def _error_text(trial: Any) -> str | None:
-    """Tune's text of a trial's error: the driver's local copy (written before this callback),
-    else the one in storage. Text only: the pickled twin is never read."""
-    local = trial.error_file
-    if local and Path(local).is_file():
-        return Path(local).read_text(errors="replace")
-    return trial.get_error()
 
 
 def _first_line(err: BaseException) -> str:
@@ -382,7 +222,7 @@ def _run_locked(
     spec, data, effective, previous, launch_record, config_text, tracking_uri, storage, address,
     num_cpus, verbose, extend_from, say,
 ) -> StudyResult:  # fmt: skip
-    _init_ray(address, num_cpus)
+    init_ray(address, num_cpus)
     check_resources(spec)
     declared = get_family(spec.family).declared  # what its runs report: their tag, the plan's
     plan = launch_plan(spec, declared)
@@ -460,7 +300,7 @@ def _run_locked(
         storage_path=storage.uri,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         callbacks=[
-            _CloseRuns(info, search.scheduler is not None, resumed),
+            CloseRuns(info, search.scheduler is not None, resumed),
             *([Progress(storage, spec.name, say)] if say is not None and not verbose else []),
         ],
         verbose=verbose,
@@ -508,7 +348,7 @@ def _run_locked(
             ended = launch_summary(experiment_path.fs, experiment_path.path)
             n_finished = ended.get("FINISHED", 0)
             n_stopped = ended.get("STOPPED", 0)
-            # A trial that errored is journaled FAILED by _CloseRuns: counted once, there.
+            # A trial that errored is journaled FAILED by CloseRuns: counted once, there.
             if n_finished + ended.get("FAILED", 0) + n_stopped < n_trials:
                 interrupted = interrupted or signals.received or causes.ENDED_EARLY
             ended_by = launch_causes(experiment_path.fs, experiment_path.path)

@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
-from mlflow.tracking import MlflowClient
 
 from trainables.core.outputs import Declared
-from trainables.metrics import get_metric
 
-from . import causes, tracking
+from . import causes
 from .errors import SpecError
 from .journal import sync_experiment, trial_folders
 from .storage import StoragePath, storage_path
@@ -70,6 +68,8 @@ def sync_study(study: str, uri: str, storage: StoragePath | Path) -> list[SyncRe
     folders = launches(storage, study)
     if not folders:
         raise SpecError(f"sync: no launch of study {study!r} under {storage}")
+    from . import tracking  # MLflow: only where a store is written
+
     tracking.check_reachable(uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         # A new empty store would take the records but not the launch's parent run: refuse.
@@ -83,6 +83,8 @@ def sync_study(study: str, uri: str, storage: StoragePath | Path) -> list[SyncRe
         trials, sent, failing = sync_experiment(uri, folder.fs, folder.path)
         closed = True
         if record.get("status"):  # the driver got to the end; None: it is running or was killed
+            from mlflow.tracking import MlflowClient
+
             experiment_id = MlflowClient(uri).get_run(record["parent_run_id"]).info.experiment_id
             closed = close_launch(
                 uri, experiment_id, record["parent_run_id"], record["status"],
@@ -115,7 +117,9 @@ def study_lock(storage: StoragePath | Path, study: str) -> Iterator[None]:
     path = locks / f"{study}.lock"
 
     def refuse(holder: str) -> None:
-        raise SpecError(f"study {study!r} is already running ({holder}); wait for it or stop it first")
+        raise SpecError(
+            f"study {study!r} is already running ({holder}); wait for it or stop it first"
+        )
 
     with _holding(path, f"pid {os.getpid()} on {socket.gethostname()}", refuse):
         yield
@@ -171,13 +175,24 @@ def launch_plan(spec: Any, declared: Declared | None = None) -> dict[str, Any]:
     """What ``study status`` reads of the spec, derived here once so that it need not validate
     the spec again (which would import every family, and torch): trials, axes, ranking metric,
     and the family's ``declared`` outputs (the directions of metrics it may rank by instead)."""
-    metric = spec.search.metric or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
+    from trainables.metrics import get_metric
+
+    metric = (
+        spec.search.metric or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
+    )
+    from trainables.metrics.selection import default_mode
+
+    declared = declared or Declared()
     return {
         "n_trials": spec.n_trials,
         "axes": [*spec.sweep, *spec.expanded_keys, *(["upstream"] if spec.source else [])],
         "metric": metric,
         "mode": spec.search.mode if spec.search.metric else None,
-        "outputs": (declared or Declared()).as_dict(descriptions=False),
+        # Its direction, known now: `study status` ranks by it without loading the registry.
+        "metric_mode": spec.search.mode
+        if spec.search.metric
+        else default_mode(metric, declared.direction),
+        "outputs": declared.as_dict(descriptions=False),
     }
 
 
@@ -247,6 +262,8 @@ def close_launch(
 ) -> bool:
     """End the parent run (and, if interrupted, the trial runs still RUNNING); False if the
     tracking server could not be reached after a few tries."""
+    from . import tracking
+
     for wait in (0, 2, 5, 10):
         time.sleep(wait)
         try:
@@ -259,7 +276,11 @@ def close_launch(
 
 
 def _close_launch(uri, experiment_id, parent_run_id, status, interrupted) -> None:
+    from . import tracking
+
     if interrupted:
-        cause, reason = causes.interruption(None if interrupted == causes.ENDED_EARLY else interrupted)
+        cause, reason = causes.interruption(
+            None if interrupted == causes.ENDED_EARLY else interrupted
+        )
         tracking.close_running_children(uri, experiment_id, parent_run_id, reason, cause)
     tracking.end_run(uri, parent_run_id, status)

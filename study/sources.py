@@ -21,7 +21,7 @@ from trainables.errors import UserError
 from trainables.metrics import selection
 from trainables.metrics.selection import resolve_mode
 
-from . import tracking
+from . import params, tracking
 from .spec import SpecError, StudySpec
 from .spec_blocks import Source, Upstream
 
@@ -45,7 +45,7 @@ def resolve_source(source: Source, spec: StudySpec, uri: str, where: str) -> lis
         runs = _select(client, source, uri, where)
     else:
         runs = [_explicit_run(client, run_id, uri, where) for run_id in source.runs]
-    dataset = tracking.flatten(json.loads(spec.dataset.model_dump_json()), "dataset.")
+    dataset = params.flatten(json.loads(spec.dataset.model_dump_json()), "dataset.")
     upstreams = []
     unique = {run.info.run_id: run for run in runs}  # a run listed twice is one source
     for run in unique.values():
@@ -116,7 +116,7 @@ def _matches(run: Run, key: str, wanted: Any) -> bool:
     """A list in ``where`` lists accepted values, unless the param itself is a list."""
     if key not in run.data.params:
         return False
-    value = tracking.parse_param(run.data.params[key])
+    value = params.parse_param(run.data.params[key])
     if isinstance(value, list):
         nested = isinstance(wanted, list) and all(isinstance(w, list) for w in wanted) and wanted
         accepted = wanted if nested else [wanted]

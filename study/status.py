@@ -20,9 +20,9 @@ from trainables.metrics import selection
 from . import causes
 from .errors import SpecError
 from .journal import Journal, read_trial, trial_folders
+from .params import parse_param, short_value, unflatten
 from .records import LAUNCH_STAMP, latest_experiment, read_launch
 from .storage import StoragePath, storage_path
-from .tracking import parse_param, short_value, unflatten
 
 
 @dataclass
@@ -143,7 +143,12 @@ def study_status(
     # Directions of the family's own outputs from the plan (launches recorded before it carried
     # them: the metric registry's only).
     declared = Declared.from_dict(plan.get("outputs"))
-    mode = plan["mode"] if own else selection.default_mode(metric, declared.direction)
+    if own:
+        mode = plan["mode"]
+    elif metric == plan["metric"] and plan.get("metric_mode"):
+        mode = plan["metric_mode"]
+    else:
+        mode = selection.default_mode(metric, declared.direction)
 
     def best_of(states: list[TrialState]) -> TrialState | None:
         finished = [t for t in states if t.status == "FINISHED"]

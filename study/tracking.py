@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import random
@@ -26,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from trainables.core.outputs import TAG as OUTPUTS_TAG
 
 from .causes import TAG as CAUSE_TAG
+from .params import flatten, trial_label
 
 T = TypeVar("T")
 DEFAULT_STORE = "mlruns.db"
@@ -109,44 +109,6 @@ def get_or_create_experiment(client: MlflowClient, study: str, uri: str) -> str:
     return retry_on_conflict(attempt)
 
 
-def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested dicts -> ``{"a.b": "value"}`` strings, as MLflow params.
-
-    Strings stay as they are; everything else is JSON (lists stay lists, ``null`` stays None), so
-    ``unflatten`` gives back the config.
-    """
-    flat: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, str):
-            flat[name] = value
-        else:
-            flat[name] = json.dumps(value)
-    return flat
-
-
-def parse_param(text: str) -> Any:
-    """A logged param back to its value: JSON where it parses, else the string itself."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def unflatten(flat: dict[str, str]) -> dict[str, Any]:
-    """Inverse of ``flatten``: ``{"a.b": "1"}`` -> ``{"a": {"b": 1}}``."""
-    nested: dict[str, Any] = {}
-    for name, text in flat.items():
-        node = nested
-        *parents, leaf = name.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = parse_param(text)
-    return nested
-
-
 @dataclass(frozen=True)
 class TrackingInfo:
     """What a trial needs to log: passed to trials with the data (env vars set later don't reach)."""
@@ -165,23 +127,6 @@ class TrackingInfo:
     axes: tuple[str, ...] = ()
     """What sets the study's trials apart (its sweep axes, expansions, upstream): a trial run is
     named by its values of them."""
-
-
-def short_value(key: str, value: Any) -> str:
-    """A param value as a person reads it in a name or a table: a run id's first characters."""
-    if key == "upstream" and isinstance(value, str) and len(value) > 12:
-        return value[:8]  # a run id: its first characters, as MLflow's UI shows it
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {short_value(k, v)}" for k, v in value.items()) + "}"
-    return str(value)
-
-
-def trial_label(trial_id: str, point: dict[str, Any]) -> str:
-    """``variant=multi_head, seed=1 (f9e3b_00003)``: the trial by what sets it apart, then its id."""
-    values = ", ".join(f"{k}={short_value(k, v)}" for k, v in point.items())
-    return f"{values} ({trial_id})" if values else trial_id
 
 
 def start_parent_run(

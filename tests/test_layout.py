@@ -162,3 +162,28 @@ def test_files_stay_small():
         and (n := len(p.read_text().splitlines())) > 470
     }
     assert long == {}
+
+
+def test_status_reads_journals_without_loading_training_or_tracking_libraries():
+    """`study status` answers from the launch's JSON: it must not pay for torch, scikit-learn or
+    MLflow (seconds of imports). A subprocess, so nothing another test imported counts."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, study.cli_launch, study.status\n"
+        "heavy = [m for m in ('torch', 'sklearn', 'scipy.stats', 'mlflow', 'ray.tune') "
+        "if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_name_of_the_metrics_package_resolves():
+    import trainables.metrics as metrics
+
+    for name in metrics.__all__:
+        assert getattr(metrics, name) is not None, name
+    assert metrics.get_metric("mig").outputs == ("mig",)

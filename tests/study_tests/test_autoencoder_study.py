@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study.tracking import unflatten
+from study.params import unflatten
 from trainables import get_family
 
 SMOKE = Path(__file__).parents[2] / "configs" / "smoke" / "factor_vae.yaml"

@@ -21,7 +21,7 @@ REPO = Path(__file__).parents[2]
 SCRIPT = r"""
 import json, os, socket, struct
 import ray
-from study.launch import _init_ray
+from study.ray_start import init_ray as _init_ray
 
 def descendants(root):
     parents = {}

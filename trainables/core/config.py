@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from ..metrics import get_metric
+from .. import metrics
 from .checked import Checked
 
 GROUND_TRUTH = "ground_truth"
@@ -88,7 +88,7 @@ class TrainConfig(Checked):
     @classmethod
     def _known_metrics(cls, names: list[str]) -> list[str]:
         for name in names:
-            get_metric(name)  # raises "unknown metric ..."
+            metrics.get_metric(name)  # raises "unknown metric ..."
         if len(set(names)) != len(names):
             raise ValueError(f"metrics listed twice: {names}")
         return names
@@ -107,7 +107,7 @@ class TrainConfig(Checked):
         for name, options in self.metric_options.items():
             if name not in self.metrics:
                 raise ValueError(f"metric_options.{name}: {name!r} is not in metrics {self.metrics}")
-            accepted = get_metric(name).options
+            accepted = metrics.get_metric(name).options
             for key in options:
                 if key not in accepted:
                     raise ValueError(

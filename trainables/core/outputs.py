@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..metrics import SAMPLED, higher_is_better
+from ..metrics import SAMPLED
 
 TAG = "outputs"  # the trial run's tag that carries ``Declared.to_tag()``
 TAG_LIMIT = 8000  # MLflow's MAX_TAG_VAL_LENGTH: a longer tag would be cut, unreadable JSON
@@ -162,11 +162,11 @@ class Declared:
         """True: higher is better; False: lower; None: unknown or not a score."""
         name = name.removesuffix(SAMPLED)
         output = self.find(name)
-        if output is None:
-            return higher_is_better(name)
-        if output.of_metrics:
-            return higher_is_better(name.removeprefix(output.prefix))
-        return output.higher_is_better
+        if output is not None and not output.of_metrics:
+            return output.higher_is_better
+        from ..metrics import higher_is_better  # the registry loads on first use
+
+        return higher_is_better(name if output is None else name.removeprefix(output.prefix))
 
     def is_detail(self, name: str) -> bool:
         output = self.find(name.removesuffix(SAMPLED))

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from ..errors import UserError
-from . import higher_is_better
 
 T = TypeVar("T")
 
@@ -22,24 +21,28 @@ T = TypeVar("T")
 Direction = Callable[[str], bool | None]
 
 
-def resolve_mode(
-    metric: str, mode: str | None = None, direction: Direction = higher_is_better
-) -> str:
+def resolve_mode(metric: str, mode: str | None = None, direction: Direction | None = None) -> str:
     """``"max"`` or ``"min"``: ``mode`` if given, else ``direction(metric)`` (by default the
     metric registry's; a family's outputs: ``Declared.direction``)."""
     if mode is not None:
         if mode not in ("max", "min"):
             raise UserError(f"mode must be 'max' or 'min', got {mode!r}")
         return mode
-    higher = direction(metric)
+    higher = (direction or _registry)(metric)
     if higher is None:
         raise UserError(f"is higher {metric!r} better? give mode: max or min")
     return "max" if higher else "min"
 
 
-def default_mode(metric: str, direction: Direction = higher_is_better) -> str:
+def default_mode(metric: str, direction: Direction | None = None) -> str:
     """``"min"`` for a metric whose lower values are better, else ``"max"`` (unknown: ``"max"``)."""
-    return "min" if direction(metric) is False else "max"
+    return "min" if (direction or _registry)(metric) is False else "max"
+
+
+def _registry(metric: str) -> bool | None:
+    from . import higher_is_better  # the registry loads on first use
+
+    return higher_is_better(metric)
 
 
 def ranked(items: Iterable[T], score: Callable[[T], float | None], mode: str) -> list[T]:
