@@ -18,6 +18,7 @@ import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from trainables.metrics import higher_is_better  # noqa: E402
 from trainables.metrics.selection import Direction  # noqa: E402
@@ -247,14 +248,20 @@ def mean_curve(runs: dict[str, list[tuple[int, float]]]) -> tuple[np.ndarray, np
 
 
 def plot_learning_curves(
-    curves: dict[str, dict[str, list[tuple[int, float]]]], title: str = "", ylabel: str = ""
+    curves: dict[str, dict[str, list[tuple[int, float]]]],
+    title: str = "",
+    ylabel: str = "",
+    colours: dict[str, str] | None = None,
 ):
-    """Thin line per run coloured by group; thick line for the group mean over common steps."""
+    """Thin line per run coloured by group; thick line for the group mean over common steps.
+
+    ``colours``: group -> colour, so that a group has the colour it has in the report's other
+    figures (by default the colour cycle in the order given)."""
     if not any(curves.values()):
         raise ValueError("no curves to draw")
     fig, ax = plt.subplots(figsize=(7.0, 4.0))
     for g, (group, runs) in enumerate(curves.items()):
-        colour = f"C{g % 10}"
+        colour = (colours or {}).get(group, f"C{g % 10}")
         for points in runs.values():
             if points:
                 steps, values = zip(*sorted(dict(points).items()), strict=True)
@@ -263,6 +270,7 @@ def plot_learning_curves(
         if len(steps):
             ax.plot(steps, means, color=colour, linewidth=2.5, label=f"{group} (n={len(runs)})")
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     if ax.get_legend_handles_labels()[0]:

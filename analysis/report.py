@@ -76,7 +76,7 @@ def write_report(
     analyses.variance(doc, runs, designs, metrics, skipped, direction)
     analyses.transfer(doc, runs, designs, metrics, skipped, direction)
     _figures(doc, runs, summary, metrics, by, skipped, direction)
-    _curves(doc, client, runs, by, skipped, declared)
+    _curves(doc, client, runs, summary, by, skipped, declared)
     _pictures(doc, client, runs, by, metrics, out, skipped, declared)
     doc.heading("Skipped")
     doc.bullets(skipped or ["nothing: every section had the data it needs"])
@@ -330,7 +330,7 @@ def _figures(doc, runs, summary, metrics, by, skipped, direction) -> None:
             skipped.append(f"violins: no group has two runs of {first}")
 
 
-def _curves(doc, client, runs, by, skipped, declared) -> None:
+def _curves(doc, client, runs, summary, by, skipped, declared) -> None:
     keys = [*declared.curves, *FALLBACK_CURVES]
     key = next(
         (k for k in keys if f"metrics.{k}" in runs and runs[f"metrics.{k}"].notna().any()), None
@@ -344,8 +344,11 @@ def _curves(doc, client, runs, by, skipped, declared) -> None:
         history = client.get_metric_history(run["run_id"], key)
         group = _label(tuple(run.get(f"params.{b}") for b in by)) if by else "all"
         curves.setdefault(group, {})[run["run_id"][:8]] = [(m.step, m.value) for m in history]
+    # Each group in the colour it has in the bar chart (the summary's order).
+    colours = {_label(k): f"C{i % 10}" for i, k in enumerate(summary.index)} if by else {}
+    figure = plots.plot_learning_curves(curves, f"{key} per run", ylabel=key, colours=colours)
     doc.figure(
-        plots.png_bytes(plots.plot_learning_curves(curves, f"{key} per run", ylabel=key)),
+        plots.png_bytes(figure),
         "learning_curves.png",
         f"Learning curves ({key}); thick: the group mean",
     )

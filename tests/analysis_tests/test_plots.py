@@ -191,6 +191,23 @@ def test_plot_learning_curves_colours_runs_by_group(tmp_path):
     assert width >= 600 and height >= 400
 
 
+def test_learning_curves_take_the_reports_group_colours_and_whole_steps():
+    """A group keeps the colour the bar chart gave it, whatever order the curves come in; the
+    step axis shows whole epochs only (not 1.5, 2.5)."""
+    curves = {
+        "single_task": {"r3": [(1, 1.2), (2, 0.9), (3, 0.7)]},
+        "multi_head": {"r1": [(1, 1.0), (2, 0.5), (3, 0.4)]},
+    }
+    fig = plot_learning_curves(curves, colours={"multi_head": "C0", "single_task": "C1"})
+    (ax,) = fig.axes
+    by_group = {line.get_label().split(" ")[0]: line.get_color() for line in ax.lines
+                if not line.get_label().startswith("_")}  # fmt: skip
+    assert by_group == {"single_task": "C1", "multi_head": "C0"}
+    fig.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
 def test_picture_panel_tiles_pngs_with_labels(tmp_path):
     images = []
     for i in range(4):

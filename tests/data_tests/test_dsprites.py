@@ -86,6 +86,14 @@ def test_subset_fixes_and_restricts(dsprites):
     assert np.array_equal(view.images(np.array([[1, 2, 3, 1]])), dsprites.images(parent))
 
 
+def test_a_subset_keeps_the_names_of_the_classes_it_keeps(dsprites):
+    """Classes are renumbered from 0 in a subset; their names follow them (pictures show names)."""
+    assert dsprites.categories == {"shape": ("square", "ellipse", "heart")}
+    view = subset(dsprites, {"shape": [0, 2], "orientation": 0})
+    assert view.categories == {"shape": ("square", "heart")}
+    assert subset(dsprites, {"shape": 1, "orientation": 0}).categories == {}  # shape fixed
+
+
 @pytest.mark.parametrize(
     ("keep", "message"),
     [({"posZ": 1}, "posZ"), ({"posX": 40}, "posX"), ({"posX": "a:b"}, "posX")],

@@ -8,6 +8,7 @@ from matplotlib.image import imread
 
 from trainables.core.pictures import (
     embed,
+    factor_colours,
     matrix_heatmap,
     reconstructions,
     traversal_values,
@@ -154,6 +155,45 @@ def test_umap_embedding_writes_png(tmp_path, rng):
         codes, factors, ["cluster", "noise", "shape"], tmp_path / "umap.png", max_points=100
     )
     _assert_png(out)
+
+
+def test_factor_colours_name_nominal_classes_and_order_few_ordered_ones():
+    import matplotlib
+
+    shape = np.array([2, 0, 1, 0, 2])
+    legend = factor_colours(shape, ["square", "ellipse", "heart"])
+    cycle = matplotlib.colormaps["tab10"]
+    assert legend == [("square", cycle(0)), ("ellipse", cycle(1)), ("heart", cycle(2))]
+    # An ordered factor of few classes: its classes in order, colours from dark to light.
+    scale = np.array([0.0, 5.0, 2.0, 5.0])
+    legend = factor_colours(scale)
+    assert [label for label, _ in legend] == ["0", "2", "5"]
+    viridis = matplotlib.colormaps["viridis"]
+    assert [colour for _, colour in legend] == [viridis(0.0), viridis(0.5), viridis(1.0)]
+    # Names that do not fit the classes (another variant): by index, ordered colours.
+    assert [label for label, _ in factor_colours(np.array([0, 7]), ["a", "b"])] == ["0", "7"]
+    assert factor_colours(np.arange(40.0)) == []  # many classes: a colour bar
+    assert factor_colours(np.array([0.5, 1.5])) == []  # not classes: a colour bar
+
+
+def test_umap_names_the_classes_of_a_nominal_factor(tmp_path, rng, monkeypatch):
+    """The figure's shape panel has a legend of the shape names, its 40-class panel a colour bar."""
+    from matplotlib.figure import Figure
+
+    from trainables.core import pictures
+
+    drawn = []
+    monkeypatch.setattr(pictures, "save_png", lambda fig, path: drawn.append(fig) or Path(path))
+    codes = _two_clusters(rng, n=60, dims=4)
+    factors = np.stack([rng.integers(0, 3, 120), rng.integers(0, 40, 120)], axis=1)
+    umap_embedding(codes, factors, ["shape", "orientation"], tmp_path / "u.png",
+                   categories={"shape": ["square", "ellipse", "heart"]})  # fmt: skip
+    (fig,) = drawn
+    assert isinstance(fig, Figure)
+    shape_ax, orientation_ax, colourbar = fig.axes[:3]
+    legend = [t.get_text() for t in shape_ax.get_legend().get_texts()]
+    assert legend == ["square", "ellipse", "heart"]
+    assert orientation_ax.get_legend() is None and len(fig.axes) == 3  # one colour bar
 
 
 @pytest.mark.parametrize("codes", [np.zeros((50, 6)), np.ones((3, 6))])

@@ -64,6 +64,7 @@ def draw(
         directory / "umap.png",
         max_points=cfg.umap_points,
         seed=cfg.seed,
+        categories=data.get("factor_categories"),
     )
     own = getattr(trainer, "draw_pictures", None)  # a family's own pictures (modular: relations)
     if own is not None:

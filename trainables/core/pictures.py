@@ -18,6 +18,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -266,6 +267,41 @@ def _text_only(message: str, title: str) -> Figure:
     return fig
 
 
+FEW_CLASSES = 8  # up to this many classes a legend names each; more get a colour bar
+
+
+def factor_colours(value: np.ndarray, names: list[str] | None = None) -> list[tuple[str, Any]]:
+    """How a factor's points are coloured: one (label, colour) per class present, in class
+    order, or none for a continuous colour bar. Nominal classes (``names``) take the categorical
+    cycle; few ordered classes evenly spaced viridis colours."""
+    import matplotlib
+
+    classes = np.unique(value)
+    integral = np.all(np.equal(np.mod(classes, 1), 0))
+    if names is not None and integral and classes.max() < len(names):
+        cycle = matplotlib.colormaps["tab10"]
+        return [(names[int(c)], cycle(int(c) % 10)) for c in classes]
+    if integral and len(classes) <= FEW_CLASSES:
+        viridis = matplotlib.colormaps["viridis"]
+        steps = np.linspace(0.0, 1.0, len(classes)) if len(classes) > 1 else [0.5]
+        return [(str(int(c)), viridis(t)) for c, t in zip(classes, steps, strict=True)]
+    return []
+
+
+def _factor_scatter(fig, ax, xy, value, marker, names) -> None:  # noqa: ANN001
+    legend = factor_colours(value, names)
+    if not legend:
+        sc = ax.scatter(xy[:, 0], xy[:, 1], s=marker, c=value, cmap="viridis", linewidths=0)
+        fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.02)
+        return
+    classes = np.unique(value)
+    for c, (label, colour) in zip(classes, legend, strict=True):
+        at = value == c
+        ax.scatter(xy[at, 0], xy[at, 1], s=marker, color=colour, linewidths=0, label=label)
+    ax.legend(fontsize=7, markerscale=2.5, loc="best", frameon=False, handletextpad=0.1,
+              ncols=2 if len(legend) > 4 else 1)  # fmt: skip
+
+
 def umap_embedding(
     codes: np.ndarray,
     factors: np.ndarray,
@@ -275,8 +311,13 @@ def umap_embedding(
     max_points: int = 2000,
     seed: int = 0,
     n_neighbors: int = 15,
+    categories: dict[str, list[str]] | None = None,
 ) -> Path:
     """One scatter panel of the 2-D UMAP of the codes per factor, coloured by that factor.
+
+    A nominal factor (``categories``: its class names) gets distinct colours and a legend of its
+    names; another factor of at most ``FEW_CLASSES`` classes ordered colours and a legend of its
+    classes; a factor of more classes a colour bar.
 
     Degenerate codes (fewer than five distinct rows, e.g. a collapsed encoder) give a PNG that
     says so instead of raising: a collapsed model is a result worth seeing, not a crashed trial.
@@ -305,8 +346,7 @@ def umap_embedding(
         if value is None:
             ax.scatter(xy[:, 0], xy[:, 1], s=marker, c="tab:blue", linewidths=0)
         else:
-            sc = ax.scatter(xy[:, 0], xy[:, 1], s=marker, c=value, cmap="viridis", linewidths=0)
-            fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.02)
+            _factor_scatter(fig, ax, xy, value, marker, (categories or {}).get(name))
         ax.set_title(name, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])

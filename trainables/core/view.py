@@ -61,6 +61,12 @@ def prepare_view(cfg: DatasetConfig) -> dict[str, Any]:
         "dataset": cfg.name,
         "factor_names": list(dataset.label_names),
         "factor_sizes": list(dataset.label_sizes),
+        # Class names of nominal factors scored as they are (pictures name their classes).
+        "factor_categories": {
+            name: list(dataset.categories[name])
+            for name, size in zip(dataset.label_names, dataset.label_sizes, strict=True)
+            if len(dataset.categories.get(name, ())) == size
+        },
         "images": images,  # uint8 (N, C, 64, 64)
         "factors": dataset.labels(classes),  # int64 (N, K): scored labels (bins, no nuisance)
         # Rows are the scored grid in official order: sampling metrics can fix factors.

@@ -48,6 +48,9 @@ class GroundTruthData(ABC):
     factor_sizes: tuple[int, ...]
     factor_values: tuple[np.ndarray, ...]
     channels: int
+    categories: dict[str, tuple[str, ...]] = {}  # noqa: RUF012 (read-only, set per class)
+    """Nominal factors' class names, in class order (pictures name them; ordered factors have
+    none). A factor with another number of classes (a variant, a subset) is shown by index."""
 
     @property
     def num_factors(self) -> int:
@@ -202,6 +205,14 @@ class FactorSubset(GroundTruthData):
         self.factor_names = tuple(parent.factor_names[k] for k in self.exposed)
         self.factor_sizes = tuple(len(self.allowed[k]) for k in self.exposed)
         self.factor_values = tuple(parent.factor_values[k][self.allowed[k]] for k in self.exposed)
+        # Kept classes keep their names (a subset numbers its classes from 0).
+        self.categories = {
+            name: tuple(names[i] for i in self.allowed[k])
+            for k in self.exposed
+            if len(names := parent.categories.get(parent.factor_names[k], ()))
+            == parent.factor_sizes[k]
+            for name in [parent.factor_names[k]]
+        }
         for name in [*bins, *nuisance]:
             if name not in self.factor_names:
                 raise DataError(

@@ -87,6 +87,7 @@ class DSprites(GroundTruthData):
     name = "dsprites"
     channels = 1
     factor_names = FACTOR_NAMES
+    categories = {"shape": SHAPES}
     factor_sizes = FACTOR_SIZES
 
     def __init__(self) -> None:
@@ -117,6 +118,7 @@ class DSpritesFile(GroundTruthData):
     name = "dsprites"
     channels = 1
     factor_names = FACTOR_NAMES
+    categories = {"shape": SHAPES}
 
     def __init__(self, path: str | Path):
         path, where = require_file(path, "dsprites", "dsprites_ndarray_*.npz")

@@ -55,6 +55,14 @@ BACKGROUNDS = np.array(
     [[0.45, 0.25, 0.55], [0.2, 0.55, 0.45], [0.95, 0.55, 0.45]]
 )  # purple, sea green, salmon
 SHAPES = ("cone", "cube", "cylinder", "hexagonal", "pyramid", "sphere")
+# The official variants' class names (toy, realistic, real); "complex" has 4 other objects.
+CATEGORIES = {
+    "object_color": ("white", "green", "red", "blue", "brown", "olive"),
+    "object_shape": SHAPES,
+    "object_size": ("small", "large"),
+    "camera_height": ("top", "center", "bottom"),
+    "background_color": ("purple", "sea green", "salmon"),
+}
 
 
 def _values(sizes: tuple[int, ...]) -> tuple[np.ndarray, ...]:
@@ -81,6 +89,7 @@ class MPI3DToy(GroundTruthData):
     name = "mpi3d"
     channels = 3
     factor_names = FACTOR_NAMES
+    categories = CATEGORIES
 
     def __init__(self, variant: str = "toy"):
         if variant not in VARIANT_SIZES:
@@ -168,6 +177,7 @@ class MPI3DFile(GroundTruthData):
     name = "mpi3d"
     channels = 3
     factor_names = FACTOR_NAMES
+    categories = CATEGORIES
 
     def __init__(
         self, path: str | Path, variant: str = "toy", factor_sizes: list[int] | None = None

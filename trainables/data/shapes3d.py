@@ -177,6 +177,7 @@ class Shapes3D(GroundTruthData):
     name = "shapes3d"
     channels = 3
     factor_names = FACTOR_NAMES
+    categories = {"shape": SHAPES}
     factor_sizes = FACTOR_SIZES
 
     def __init__(self) -> None:
@@ -204,6 +205,7 @@ class Shapes3DFile(GroundTruthData):
     name = "shapes3d"
     channels = 3
     factor_names = FACTOR_NAMES
+    categories = {"shape": SHAPES}
 
     def __init__(self, path: str | Path):
         import h5py
