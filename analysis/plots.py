@@ -291,10 +291,12 @@ def picture_panel(images: Sequence[tuple[str, Path]], columns: int = 3, title: s
         # Loud: a silently absent tile would read as "this group has no picture".
         raise FileNotFoundError(f"pictures not found: {missing}")
     pictures = [(label, mpimg.imread(Path(path))) for label, path in images]
-    cols = min(columns, len(pictures))
-    rows = math.ceil(len(pictures) / cols)
     height, width = pictures[0][1].shape[:2]
-    tile = 3.5
+    # Wide pictures (a UMAP panel per factor) get whole rows: tiled three abreast, a 1300 px
+    # picture shrank to a 250 px strip whose labels ran together.
+    cols = max(1, min(columns, len(pictures), int(4 * height / width + 0.5)))
+    rows = math.ceil(len(pictures) / cols)
+    tile = 12.0 / cols if width > height * 1.5 else 3.5
     fig, axes = plt.subplots(
         rows, cols, figsize=(tile * cols, tile * rows * height / width + 0.6), squeeze=False
     )

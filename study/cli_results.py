@@ -118,6 +118,10 @@ def score(
         int | None,
         typer.Option(help="Rows scored as the test split (default: the rest, at most 5,000)"),
     ] = None,
+    bin_factors: Annotated[
+        int | None,
+        typer.Option(help="Cut each continuous factor into N equal-width bins (default: refuse)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Score plain arrays with the disentanglement metrics (no model, no Ray, no MLflow)."""
@@ -132,6 +136,7 @@ def score(
         with console.status("computing metrics") as status:
             result = score_arrays(
                 arrays, names, mode=mode, seed=seed, num_train=num_train, num_test=num_test,
+                bin_factors=bin_factors,
                 on_metric=lambda name, done, n: status.update(f"computing {name} ({done}/{n} done)"),
             )  # fmt: skip
     except UserError as err:

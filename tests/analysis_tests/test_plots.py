@@ -216,11 +216,25 @@ def test_picture_panel_tiles_pngs_with_labels(tmp_path):
         plt.imsave(path, np.random.default_rng(i).random((20, 40)), cmap="gray")
         images.append((f"group {i}", path))
     fig = picture_panel(images, columns=3, title="best run per group")
-    assert len(fig.axes) == 4  # 2 rows of 3, the two unused slots removed
+    assert len(fig.axes) == 4  # 2:1 pictures: 2 rows of 2
     assert [ax.get_title() for ax in fig.axes] == ["group 0", "group 1", "group 2", "group 3"]
     assert all(not ax.axison for ax in fig.axes)
     assert fig.axes[0].images[0].get_array().shape[:2] == (20, 40)
     width, height = png_size(save_png(fig, tmp_path / "panel.png"))
-    assert width > height > 200  # 3 tiles wide, 2 rows of 2:1 pictures
+    assert width > height > 200  # 2 tiles wide, 2 rows of 2:1 pictures
     with pytest.raises(FileNotFoundError, match="nowhere.png"):
         picture_panel([("x", tmp_path / "nowhere.png")])
+
+
+def test_a_wide_picture_gets_a_whole_row_at_about_its_own_size(tmp_path):
+    """A UMAP strip (a panel per factor, ~1300 x 300 px) is not shrunk three abreast."""
+    images = []
+    for i in range(3):
+        path = tmp_path / f"run{i}" / "umap.png"
+        path.parent.mkdir()
+        plt.imsave(path, np.random.default_rng(i).random((300, 1300)))
+        images.append((f"group {i}", path))
+    fig = picture_panel(images, columns=3)
+    assert len({ax.get_position().x0 for ax in fig.axes}) == 1  # one column: a row each
+    width, _ = png_size(save_png(fig, tmp_path / "panel.png", dpi=110))
+    assert width >= 1300

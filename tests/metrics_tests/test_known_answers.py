@@ -207,7 +207,11 @@ def test_study_score_cli_on_grid_file(tmp_path, grid, rng):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [({"codes": np.zeros((5, 2))}, "missing key"), (None, "file not found")],
+    [
+        ({"codes": np.zeros((5, 2))}, "missing key"),
+        (None, "file not found"),
+        ({"codes": np.eye(6), "factors": np.linspace(0, 1, 6)[:, None]}, "--bin-factors N"),
+    ],
 )
 def test_study_score_cli_bad_files(tmp_path, content, message):
     path = tmp_path / "bad.npz"
@@ -289,3 +293,45 @@ def test_score_arrays_reports_each_metric_as_it_starts(rng):
     # a metric named by the user that cannot run on these rows is an error with the reason
     with pytest.raises(ValueError, match="cover the whole factor grid"):
         score_arrays({"codes": codes, "factors": factors}, ["mig", "factor_vae"])
+
+def test_float_factors_are_classes_when_whole_and_binned_only_when_asked(rng):
+    """Whole-number floats are their classes; other floats are refused with the fix, or cut into
+    equal-width bins when asked (then MIG of a code that is the factor itself is still 1)."""
+    from trainables.errors import InputError
+    from trainables.metrics.scoring import factor_classes, score_arrays
+
+    assert factor_classes(np.array([[0.0, 2.0], [1.0, 0.0]])).tolist() == [[0, 2], [1, 0]]
+    continuous = np.column_stack([rng.uniform(0, 1, 600), rng.integers(0, 3, 600)])
+    with pytest.raises(InputError, match="column 0 holds values that are not classes.*--bin-fac"):
+        factor_classes(continuous)
+    binned = factor_classes(continuous, bins=4)
+    # Equal-width bins over [min, max]: the quarter each value falls in; the class column as is.
+    edges = np.linspace(continuous[:, 0].min(), continuous[:, 0].max(), 5)
+    expected = np.clip(np.searchsorted(edges, continuous[:, 0], side="right") - 1, 0, 3)
+    assert binned[:, 0].tolist() == expected.tolist()
+    assert binned[:, 1].tolist() == continuous[:, 1].astype(int).tolist()
+    codes = continuous + rng.normal(0, 1e-3, continuous.shape)  # one code per factor
+    result = score_arrays(
+        {"codes": codes, "factors": continuous}, ["mig"], bin_factors=4, n_jobs=1
+    )
+    assert result["mig"] > 0.9
+
+
+def test_the_score_your_own_model_example_runs_as_the_readme_says(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    out = tmp_path / "codes.npz"
+    made = subprocess.run(
+        [sys.executable, str(root / "examples" / "score_my_model.py"), str(out)],
+        capture_output=True, text=True, timeout=300, cwd=root,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-2000:]
+    scored = subprocess.run(
+        [sys.executable, "-m", "study.cli", "score", str(out), "--metrics", "mig,sap", "--json"],
+        capture_output=True, text=True, timeout=300, cwd=root,
+    )  # fmt: skip
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    scores = json.loads(scored.stdout)
+    assert 0.0 <= scores["mig"] <= 1.0 and 0.0 <= scores["sap"] <= 1.0
+    assert scores["num_train"] == 2000 and scores["num_test"] == 1000  # 3000 rows: 2/3, 1/3

@@ -44,6 +44,47 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def factor_classes(
+    factors: np.ndarray, bins: int | None = None, key: str = "factors"
+) -> np.ndarray:
+    """Factor values as the metrics take them: integer classes per column.
+
+    Whole numbers (of any dtype) are their classes. Other values are refused, unless ``bins``:
+    then each such column is cut into ``bins`` equal-width bins over its range (the histogram
+    discretisation disentanglement_lib applies to codes), and whole-number columns stay as they
+    are. Classes are what the metrics count; bins of a continuous factor are a choice the
+    reader should see, so it is never made silently.
+    """
+    values = np.asarray(factors)
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.dtype.kind in "iub":
+        return values.astype(np.int64)
+    if values.dtype.kind != "f" or not np.isfinite(values).all():
+        raise InputError(f"{key}: needs finite numbers, got dtype {values.dtype}")
+    whole = np.all(values == np.round(values), axis=0)
+    if whole.all():
+        return values.astype(np.int64)
+    column = int(np.argmin(whole))
+    if bins is None:
+        example = values[np.argmax(values[:, column] != np.round(values[:, column])), column]
+        raise InputError(
+            f"{key}: column {column} holds values that are not classes (e.g. {example:g}); give "
+            "each factor's class index (np.unique(column, return_inverse=True)[1] for a discrete "
+            "factor), or --bin-factors N to cut each continuous factor into N equal-width bins"
+        )
+    if bins < 2:
+        raise InputError(f"--bin-factors must be at least 2, got {bins}")
+    out = np.empty(values.shape, dtype=np.int64)
+    for k in range(values.shape[1]):
+        if whole[k]:
+            out[:, k] = values[:, k]
+            continue
+        edges = np.histogram_bin_edges(values[:, k], bins=bins)
+        out[:, k] = np.digitize(values[:, k], edges[1:-1])
+    return out
+
+
 def score_arrays(
     arrays: dict[str, np.ndarray],
     metrics: list[str] | None = None,
@@ -54,6 +95,7 @@ def score_arrays(
     num_test: int | None = None,
     n_jobs: int = -1,
     on_metric: Callable[[str, int, int], None] | None = None,
+    bin_factors: int | None = None,
 ) -> dict[str, object]:
     """``on_metric(running, done, total)`` is called as metrics start and end (progress display):
     ``running`` names the metrics running (comma-separated; two at once with more than one job),
@@ -66,7 +108,8 @@ def score_arrays(
     if mode is None:
         mode = str(arrays["metric_mode"]) if "metric_mode" in arrays else "reference"
     options = json.loads(str(arrays["metric_options"])) if "metric_options" in arrays else {}
-    codes, factors = np.asarray(arrays["codes"], float), np.asarray(arrays["factors"])
+    codes = np.asarray(arrays["codes"], float)
+    factors = factor_classes(arrays["factors"], bin_factors)
     if len(codes) != len(factors):
         raise InputError(f"codes have {len(codes)} rows but factors have {len(factors)}")
     rng = np.random.default_rng(seed or 0)
@@ -79,7 +122,10 @@ def score_arrays(
         source = GridCodes(codes, sizes) if sizes else None
     if "codes_test" in arrays:
         train = (codes[:num_train], factors[:num_train])
-        test = (np.asarray(arrays["codes_test"], float), np.asarray(arrays["factors_test"]))
+        test = (
+            np.asarray(arrays["codes_test"], float),
+            factor_classes(arrays["factors_test"], bin_factors, "factors_test"),
+        )
         test = (test[0][:num_test], test[1][:num_test])
     elif source is not None and "grid_codes" not in arrays:
         # Rows are the grid in order (the first rows share the slow factors): sample points from
