@@ -109,7 +109,8 @@ def _launch(
     console.print(
         f"study [bold]{spec.name}[/]: family {spec.family}, {spec.n_trials} trials, tracking {uri}"
         + (" (resuming its latest launch)" if resume else "")
-        + (" (extending its earlier launches)" if extend else "")
+        + (" (extending its earlier launches)" if extend else ""),
+        soft_wrap=True,
     )
     try:
         result = run_study(

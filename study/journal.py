@@ -135,6 +135,7 @@ class Sender:
         self.uri, self.journal = uri, journal
         self.client = MlflowClient(uri)
         self.run_id: str | None = None
+        self.run_record: dict[str, Any] | None = None  # the record the run was made from
         self.logged: dict[str, int] = {}  # metric -> last step in the run's history
         self._thread: threading.Thread | None = None
         self._wake, self._stopping = threading.Event(), threading.Event()
@@ -237,6 +238,7 @@ class Sender:
     # -- records ------------------------------------------------------------------------------
     def _resolve(self, record: dict[str, Any]) -> None:
         """Find the trial's run by trial_id (after a retry, a resume or a sync), or create it."""
+        self.run_record = record
         found = self.client.search_runs(
             [record["experiment_id"]],
             filter_string=f"tags.trial_id = '{record['tags']['trial_id']}'",
@@ -294,10 +296,27 @@ class Sender:
         source = f"{self.journal.directory}/{relative}"
         if isinstance(self.journal.fs, pafs.LocalFileSystem):
             self.client.log_artifacts(self.run_id, source)
+            self._log_model(Path(source))
             return
         with tempfile.TemporaryDirectory() as local:
             pafs.copy_files(source, local, source_filesystem=self.journal.fs)
             self.client.log_artifacts(self.run_id, local)
+            self._log_model(Path(local))
+
+    def _log_model(self, artifacts: Path) -> None:
+        """The trained model (``model/``, if the family saved one) as an MLflow logged model."""
+        from . import mlflow_model
+
+        model_dir = artifacts / "model"
+        if not (model_dir / "config.json").is_file() or self.run_record is None:
+            return
+        tags = {k: v for k, v in self.run_record["tags"].items() if not k.startswith("mlflow.")}
+        try:
+            mlflow_model.log_model(
+                self.client, self.run_id, self.run_record["experiment_id"], model_dir, tags
+            )
+        except mlflow_model.PackagingError as err:  # the run keeps model/ all the same
+            log.warning("could not log the model of run %s to MLflow: %s", self.run_id, err)
 
 
 def trial_folders(fs: pafs.FileSystem, experiment: str) -> list[str]:

@@ -139,6 +139,13 @@ def start_parent_run(
     ensure_store(uri)
     client = MlflowClient(uri)
     experiment_id = get_or_create_experiment(client, study, uri)
+    # MLflow's UI opens an experiment of this kind in its model-training view (runs, params,
+    # metrics and logged models), not the GenAI one (traces, prompts, judges).
+    retry_on_conflict(
+        lambda: client.set_experiment_tag(
+            experiment_id, "mlflow.experimentKind", "custom_model_development"
+        )
+    )
     if description:
         retry_on_conflict(
             lambda: client.set_experiment_tag(experiment_id, "mlflow.note.content", description)
@@ -146,7 +153,7 @@ def start_parent_run(
     run = retry_on_conflict(
         lambda: client.create_run(
             experiment_id,
-            run_name=f"launch-{time.strftime('%Y%m%d-%H%M%S')}",
+            run_name=f"{study} launch {time.strftime('%Y-%m-%d %H:%M:%S')}",  # its study, when
             tags={ROLE_TAG: "launch", "study": study, "family": family, **extra_tags},
         )
     )

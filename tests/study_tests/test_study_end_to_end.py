@@ -45,7 +45,8 @@ def study_dir(tmp_path_factory) -> Path:
     for item in SHRINK:
         args += ["--set", item]
     result = _study(cwd, *args)
-    (cwd / "run_output.txt").write_text(result.stdout + result.stderr)
+    (cwd / "run_stdout.txt").write_text(result.stdout)
+    (cwd / "run_stderr.txt").write_text(result.stderr)
     return cwd
 
 
@@ -83,10 +84,14 @@ def test_one_parent_and_one_finished_child_per_trial(client):
 def test_a_launch_prints_a_line_per_change_and_no_warnings_to_ignore(study_dir, client):
     """Not Tune's tables every 30 s, its config box and TensorBoard hint, Ray's token notice or
     MLflow's table creation: a header, one line each time the trials' state changes, the end."""
-    output = (study_dir / "run_output.txt").read_text()
+    output = (study_dir / "run_stdout.txt").read_text()
+    errors = (study_dir / "run_stderr.txt").read_text()
     for noise in ("Token authentication", "TensorBoard", "Configuration for experiment",
-                  "Trial status", "Creating initial MLflow database tables"):  # fmt: skip
-        assert noise not in output, noise
+                  "Trial status", "Creating initial MLflow database tables", "Warning",
+                  "Downloading artifacts"):  # fmt: skip
+        assert noise not in output + errors, noise
+    # stderr: nothing, or that it waited for another local study to end (another test's).
+    assert all(line.startswith("waiting for the local Ray") for line in errors.splitlines())
     lines = output.splitlines()
     progress = [line for line in lines if line.startswith("[")]
     # 2 trials: each starts and ends once, so at most a header, ~5 changes and the last 2 lines.
@@ -114,6 +119,40 @@ def test_report_writes_tables_and_figure(study_dir):
     assert (report / "scores.png").stat().st_size > 1000
     header = (report / "summary.csv").read_text().splitlines()[0]
     assert "mig_mean" in header and "mig_std" in header
+
+
+def test_each_trained_model_is_an_mlflow_logged_model_that_gives_the_scored_codes(
+    study_dir, client, monkeypatch
+):
+    """MLflow lists one READY model per trial run (its "Logged models"), and
+    ``mlflow.pyfunc.load_model`` of it encodes as the project's own loader does."""
+    import mlflow
+    import numpy as np
+
+    from trainables import load_model
+
+    uri = f"sqlite:///{study_dir / 'mlruns.db'}"
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: uri)  # the store the study used
+    mlflow.set_tracking_uri(uri)
+    trials = _runs(client, "trial")
+    experiment_id = trials[0].info.experiment_id
+    models = client.search_logged_models([experiment_id])
+    assert sorted(m.source_run_id for m in models) == sorted(r.info.run_id for r in trials)
+    images = (np.random.default_rng(0).random((5, 1, 64, 64)) * 255).astype(np.uint8)
+    for model in models:
+        assert str(model.status) == "READY" and model.name == "encoder"
+        assert model.tags["study"] == "e2e" and model.tags["variant"] in ("multi_head", "random")
+        served = mlflow.pyfunc.load_model(f"models:/{model.model_id}").predict(images)
+        ours = load_model(model.source_run_id, tracking_uri=uri).encode(images)
+        assert np.array_equal(served, ours)
+    # Sent again (a retry, `study sync`): the same model, not a second one.
+    from study import mlflow_model
+
+    run = trials[0]
+    folder = Path(client.download_artifacts(run.info.run_id, "model", str(study_dir / "again")))
+    again = mlflow_model.log_model(client, run.info.run_id, experiment_id, folder, {})
+    assert again == next(m.model_id for m in models if m.source_run_id == run.info.run_id)
+    assert len(client.search_logged_models([experiment_id])) == len(models)
 
 
 def test_resume_reuses_runs(study_dir, client):
