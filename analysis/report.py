@@ -63,6 +63,7 @@ def write_report(
     written: list[Path] = []
 
     _question(doc, runs, designs, by)
+    _probe_note(doc, runs, metrics, declared)
     summary = tables.summary(runs, by)
     written += _summary_files(runs, summary, out)
     interval = (
@@ -133,6 +134,23 @@ def _question(doc: Document, runs, designs, by) -> None:
         f"group's runs (seeds{', and upstream runs for probes' if 'params.upstream.family' in runs else ''})."
     )
     doc.paragraph(tables_launches(runs))
+
+
+def _probe_note(doc: Document, runs, metrics: list[str], declared: Declared) -> None:
+    """A probe's own results apart from the scores it re-measures on its upstream's codes."""
+    if "params.upstream" not in runs:
+        return
+    own = [m for m in metrics if declared.find(m) is not None and not declared.find(m).of_metrics]
+    upstream = [m for m in metrics if m not in own]
+    if not upstream:
+        return
+    doc.paragraph(
+        "These runs are probes on frozen upstream representations. Their own results: "
+        f"{', '.join(own) or 'none declared'}. The disentanglement scores "
+        f"({', '.join(upstream[:6])}{', ...' if len(upstream) > 6 else ''}) are the upstream's: "
+        "its codes, re-measured on this data view; they describe the representation the probe "
+        "read, not the probe."
+    )
 
 
 def tables_launches(runs) -> str:

@@ -67,6 +67,11 @@ def _hyperparameters(runs, designs) -> list[str]:
     return names
 
 
+def _upstream_swept(runs) -> bool:
+    column = "params.upstream"
+    return column in runs and runs[column].nunique() > 1
+
+
 def _seeds(runs, designs) -> int:
     seed = next(iter(designs.values())).seed
     return runs[f"params.{seed}"].nunique() if f"params.{seed}" in runs else 1
@@ -74,8 +79,13 @@ def _seeds(runs, designs) -> int:
 
 def variance(doc, runs, designs, metrics, skipped, direction: Direction | None = None) -> None:
     hyper = _hyperparameters(runs, designs)
-    if not hyper or _seeds(runs, designs) < 2:
-        skipped.append("hyperparameter vs seed: needs a swept hyperparameter and two seeds")
+    seeds = _seeds(runs, designs)
+    if not hyper:  # the reason as it is: a probe's upstream is not a hyperparameter of its own
+        swept = "only the upstream is swept" if _upstream_swept(runs) else "none is swept"
+        skipped.append(f"hyperparameter vs seed: needs a swept hyperparameter ({swept})")
+        return
+    if seeds < 2:
+        skipped.append(f"hyperparameter vs seed: needs two seeds ({seeds} in these runs)")
         return
     rows = []
     method = "tags.family"

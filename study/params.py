@@ -5,6 +5,7 @@ without importing MLflow."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 
@@ -48,7 +49,7 @@ def unflatten(flat: dict[str, str]) -> dict[str, Any]:
 
 def short_value(key: str, value: Any) -> str:
     """A param value as a person reads it in a name or a table: a run id's first characters."""
-    if key == "upstream" and isinstance(value, str) and len(value) > 12:
+    if key == "upstream" and isinstance(value, str) and re.fullmatch(r"[0-9a-f]{32}", value):
         return value[:8]  # a run id: its first characters, as MLflow's UI shows it
     if isinstance(value, float):
         return f"{value:.3g}"
@@ -61,3 +62,11 @@ def trial_label(trial_id: str, point: dict[str, Any]) -> str:
     """``variant=multi_head, seed=1 (f9e3b_00003)``: the trial by what sets it apart, then its id."""
     values = ", ".join(f"{k}={short_value(k, v)}" for k, v in point.items())
     return f"{values} ({trial_id})" if values else trial_id
+
+
+def upstream_label(tags: dict[str, Any]) -> str:
+    """A probe's upstream run as a person knows it, from the provenance tags the probe's run
+    carries: ``multitask/variant=multi_head, seed=1`` (its family, then its run's name without
+    the trial id); empty if the tags do not say (the true factors, an old run)."""
+    name = re.sub(r" \([^()]*\)$", "", str(tags.get("upstream_run_name", "")))
+    return "/".join(part for part in (str(tags.get("upstream_family", "")), name) if part)

@@ -176,13 +176,16 @@ def launch_plan(spec: Any, declared: Declared | None = None) -> dict[str, Any]:
     the spec again (which would import every family, and torch): trials, axes, ranking metric,
     and the family's ``declared`` outputs (the directions of metrics it may rank by instead)."""
     from trainables.metrics import get_metric
-
-    metric = (
-        spec.search.metric or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
-    )
     from trainables.metrics.selection import default_mode
 
     declared = declared or Declared()
+    metric = (
+        spec.search.metric or get_metric(spec.base_params.get("metrics", ["mig"])[0]).outputs[0]
+    )
+    if spec.source is not None and not spec.search.metric and declared.primary:
+        # A probe ranks by its own headline (an error, a reconstruction), not by a score of
+        # the upstream's codes that it re-measures.
+        metric = declared.primary[0]
     return {
         "n_trials": spec.n_trials,
         "axes": [*spec.sweep, *spec.expanded_keys, *(["upstream"] if spec.source else [])],

@@ -20,7 +20,7 @@ from trainables.metrics import selection
 from . import causes
 from .errors import SpecError
 from .journal import Journal, read_trial, trial_folders
-from .params import parse_param, short_value, unflatten
+from .params import parse_param, short_value, unflatten, upstream_label
 from .records import LAUNCH_STAMP, latest_experiment, read_launch
 from .storage import StoragePath, storage_path
 
@@ -38,10 +38,16 @@ class TrialState:
     launch: str = ""
     point: dict[str, Any] = field(default_factory=dict)
     """The trial's values of the study's sweep axes (and its upstream run, for a probe)."""
+    upstream: str = ""
+    """A probe's upstream by family and point (``params.upstream_label``); empty otherwise."""
 
     def label(self) -> str:
-        """``id: lr=0.0023, seed=0``: which trial, by what sets it apart."""
-        values = ", ".join(f"{k}={short_value(k, v)}" for k, v in self.point.items())
+        """``id: lr=0.0023, seed=0``: which trial, by what sets it apart (a probe's upstream by
+        its family and point)."""
+        values = ", ".join(
+            f"{k}={self.upstream if k == 'upstream' and self.upstream else short_value(k, v)}"
+            for k, v in self.point.items()
+        )
         who = self.trial_id or self.name
         return f"{who}: {values}" if values else who
 
@@ -100,6 +106,7 @@ def _trial_state(journal: Journal, metric: str, axes: list[str], launch: str) ->
         trial_id=run.get("tags", {}).get("trial_id", ""),
         point=_point(run.get("params", {}), axes),
         launch=launch,
+        upstream=upstream_label(run.get("tags", {})),
     )
 
 

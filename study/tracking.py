@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from trainables.core.outputs import TAG as OUTPUTS_TAG
 
 from .causes import TAG as CAUSE_TAG
-from .params import flatten, trial_label
+from .params import flatten, trial_label, upstream_label
 
 T = TypeVar("T")
 DEFAULT_STORE = "mlruns.db"
@@ -319,16 +319,20 @@ def run_record(
         "op": "run",
         "experiment_id": info.experiment_id,
         # Named by what sets it apart in the study (MLflow's run list shows names, not params).
-        "run_name": trial_label(trial_id, _point_of(info.axes, params, dataset))
+        "run_name": trial_label(trial_id, _point_of(info, params, dataset))
         if info.axes else trial_name,
         "tags": tags,
         "params": {**flatten(params), **flatten(dataset, "dataset.")},
     }
 
 
-def _point_of(axes: tuple[str, ...], params: dict[str, Any], dataset: dict[str, Any]) -> dict:
+def _point_of(info: TrackingInfo, params: dict[str, Any], dataset: dict[str, Any]) -> dict:
     values = {**params, **{f"dataset.{k}": v for k, v in dataset.items()}}
-    return {axis: values[axis] for axis in axes if axis in values}
+    point = {axis: values[axis] for axis in info.axes if axis in values}
+    named = upstream_label(info.upstreams.get(str(point.get("upstream")), {}))
+    if named:  # a probe: its upstream by family and point, not a run id
+        point["upstream"] = named
+    return point
 
 
 def close_trial_run(

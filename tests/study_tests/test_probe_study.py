@@ -106,6 +106,37 @@ def test_heads_on_explicit_runs_and_the_true_factors(chain):
         assert np.isfinite(truth.data.metrics[key]), key
 
 
+def test_status_names_upstreams_and_ranks_by_the_probes_own_error(chain):
+    """`study status` of a probe study: each trial by its upstream's family and point (not a run
+    id), ranked by the probe's own headline (reconstruction error, lower is better)."""
+    cwd, _, client, _, _ = chain
+    result = subprocess.run(
+        [sys.executable, "-m", "study.cli", "status", "chain42_decoders", "--json"],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = json.loads(result.stdout)
+    assert state["metric"] == "reconstruction_mse"
+    errors = {p.data.tags["upstream_run_id"]: p.data.metrics["reconstruction_mse"]
+              for p in _trials(client, "chain42_decoders")}  # fmt: skip
+    assert state["best"]["metric"] == pytest.approx(min(errors.values()))
+    assert {t["upstream"] for t in state["trials"]} == {
+        "multitask/variant=multi_head, seed=0", "multitask/variant=random, seed=0"
+    }
+    shown = subprocess.run(
+        [sys.executable, "-m", "study.cli", "status", "chain42_decoders"],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    head = " ".join(shown.split("┏")[0].split())  # the lines above the table
+    assert "best reconstruction_mse: " in head and ": upstream=multitask/variant=" in head
+    # The probes' MLflow runs are named the same way.
+    names = sorted(p.info.run_name.rsplit(" (", 1)[0] for p in _trials(client, "chain42_decoders"))
+    assert names == [
+        "upstream=multitask/variant=multi_head, seed=0",
+        "upstream=multitask/variant=random, seed=0",
+    ]
+
+
 def test_the_report_groups_probes_by_their_upstream(chain, tmp_path):
     _, uri, _, _, _ = chain
     from analysis.results import load_runs, varying_params
@@ -125,6 +156,13 @@ def test_the_report_groups_probes_by_their_upstream(chain, tmp_path):
     table = (tmp_path / "summary.md").read_text()
     assert "upstream.variant" in table and "reconstruction_mse" in table
     assert "multi_head" in table and "random" in table
+    import html
+
+    page = html.unescape((tmp_path / "report.html").read_text())
+    # The upstream's scores are said to be the upstream's, and skipped analyses say why truly.
+    assert "Their own results: reconstruction_sse, reconstruction_mse." in page
+    assert "(mig, dci_disentanglement, dci_completeness, dci_informativeness) are the upstream's" in page
+    assert "needs a swept hyperparameter (only the upstream is swept)" in page
 
 
 def _spec(*sets: str, config: str = "42_decoders.yaml"):

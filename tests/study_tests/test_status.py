@@ -103,13 +103,13 @@ def test_a_trials_point_reads_flattened_data_axes_back():
 
     params = {
         "dataset.subset.scale": "[0, 5]", "dataset.subset.orientation": "0",
-        "dataset.subset.posX.bins": "4", "lr": "0.00229", "upstream": "12345678901234",
+        "dataset.subset.posX.bins": "4", "lr": "0.00229", "upstream": "12345678901234567890123456789012",
     }  # fmt: skip
     point = _point(params, ["dataset.subset", "lr", "seed", "upstream"])  # seed not logged
     assert point == {
         "dataset.subset": {"scale": [0, 5], "orientation": 0, "posX": {"bins": 4}},
         "lr": 0.00229,
-        "upstream": "12345678901234",  # a run id stays a string, even all digits
+        "upstream": "12345678901234567890123456789012",  # a run id stays a string, even all digits
     }
     assert _point({"dataset.subset": "v2"}, ["dataset.subset"]) == {"dataset.subset": "v2"}
     label = TrialState("folder", "RUNNING", None, None, trial_id="t1", point=point).label()
