@@ -32,28 +32,36 @@ def _duration(seconds: float) -> str:
 
 def progress_line(state: StudyStatus) -> str:
     """``[3/8] 3 finished, 2 running, 3 pending · best mig 0.3123 (seed=0) · 1m40s, ~2m left``."""
+    news, clock = _progress_parts(state)
+    return f"{news} · {clock}"
+
+
+def _progress_parts(state: StudyStatus) -> tuple[str, str]:
+    """(what changed: counts and the best so far, the clock: elapsed and time left)."""
     counts = state.counts
     ended = counts["FINISHED"] + counts["FAILED"] + counts["STOPPED"] + counts["KILLED"]
     width = len(str(state.n_trials))
     parts = [f"{n} {status.lower()}" for status, n in counts.items() if n]
-    line = f"[{ended:>{width}}/{state.n_trials}] {', '.join(parts) or 'starting'}"
+    news = f"[{ended:>{width}}/{state.n_trials}] {', '.join(parts) or 'starting'}"
     if state.best is not None:
-        line += f" · best {state.metric} {state.best.metric:.4f} ({state.best.label()})"
-    line += f" · {_duration(state.elapsed_s)}"
+        news += f" · best {state.metric} {state.best.metric:.4f} ({state.best.label()})"
+    clock = _duration(state.elapsed_s)
     if state.remaining_s:
-        line += f", ~{_duration(state.remaining_s)} left"
-    return line
+        clock += f", ~{_duration(state.remaining_s)} left"
+    return news, clock
 
 
 class Progress(tune.Callback):
-    """Says ``progress_line`` when a trial starts or ends (at most every ``every_s``), and once
-    more at the end. Never stops a study: a line it cannot read is skipped."""
+    """Says ``progress_line`` once trials have started or ended (``settle_s`` after the first
+    change, so that a trial ending and the next starting make one line), and once more at the
+    end. Never stops a study: a line it cannot read is skipped."""
 
     def __init__(
-        self, storage: StoragePath, study: str, say: Callable[[str], Any], every_s: float = 1.0
+        self, storage: StoragePath, study: str, say: Callable[[str], Any], settle_s: float = 1.5
     ):
-        self.storage, self.study, self.say, self.every_s = storage, study, say, every_s
-        self._changed, self._said_at, self._last = False, 0.0, ""
+        self.storage, self.study, self.say, self.settle_s = storage, study, say, settle_s
+        self._changed_at: float | None = None
+        self._last = ""
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks into tuner.pkl; a console (its lock) cannot be, and is not
@@ -61,25 +69,25 @@ class Progress(tune.Callback):
         return {**self.__dict__, "say": print}
 
     def _note(self, *args: Any, **info: Any) -> None:
-        self._changed = True
+        if self._changed_at is None:
+            self._changed_at = time.monotonic()
 
     on_trial_start = on_trial_complete = on_trial_error = on_trial_recover = _note
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if self._changed and time.monotonic() - self._said_at >= self.every_s:
+        if self._changed_at is not None and time.monotonic() - self._changed_at >= self.settle_s:
             self._tell()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._tell()
 
     def _tell(self) -> None:
-        self._changed, self._said_at = False, time.monotonic()
+        self._changed_at = None
         try:
-            line = progress_line(study_status(self.storage, self.study))
+            news, clock = _progress_parts(study_status(self.storage, self.study))
         except Exception as err:  # a journal mid-write on a slow store: the next change says it
             log.debug("progress: %s", err)
             return
-        # The same counts again (only the clock moved) say nothing new.
-        if line.split(" · ")[:2] != self._last.split(" · ")[:2]:
-            self.say(line)
-        self._last = line
+        if news != self._last:  # the same counts and best again: only the clock moved
+            self.say(f"{news} · {clock}")
+        self._last = news
