@@ -61,6 +61,7 @@ class Progress(tune.Callback):
     ):
         self.storage, self.study, self.say, self.settle_s = storage, study, say, settle_s
         self._changed_at: float | None = None
+        self._said_at, self._gap_s = 0.0, 0.0
         self._last = ""
 
     def __getstate__(self) -> dict[str, Any]:
@@ -75,19 +76,28 @@ class Progress(tune.Callback):
     on_trial_start = on_trial_complete = on_trial_error = on_trial_recover = _note
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if self._changed_at is not None and time.monotonic() - self._changed_at >= self.settle_s:
+        now = time.monotonic()
+        if (
+            self._changed_at is not None
+            and now - self._changed_at >= self.settle_s
+            and now - self._said_at >= self._gap_s
+        ):
             self._tell()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._tell()
 
     def _tell(self) -> None:
-        self._changed_at = None
+        self._changed_at, self._said_at = None, time.monotonic()
         try:
-            news, clock = _progress_parts(study_status(self.storage, self.study))
+            state = study_status(self.storage, self.study)
         except Exception as err:  # a journal mid-write on a slow store: the next change says it
             log.debug("progress: %s", err)
             return
+        # Each line reads every trial's journal: a study of thousands of trials says less often
+        # (12,600 trials: a line a minute at most), so the driver is not busy reading.
+        self._gap_s = state.n_trials / 200
+        news, clock = _progress_parts(state)
         if news != self._last:  # the same counts and best again: only the clock moved
             self.say(f"{news} · {clock}")
         self._last = news

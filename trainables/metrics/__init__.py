@@ -11,17 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-MODES = ("reference", "fast")
-SAMPLED = "_sampled"  # suffix of the scores of a stochastic encoder's sampled codes
-
-# DESIGN section 6 names -> the split-specific output they repeat (tables show only the former).
-ALIASES = {
-    "dci_informativeness": "dci_informativeness_test",
-    "explicitness": "explicitness_test",
-    "factor_vae": "factor_vae_eval",
-    "factor_vae_corrected": "factor_vae_corrected_eval",
-    "beta_vae": "beta_vae_eval",
-}
+from .names import ALIASES, MODES, SAMPLED
 
 # The registry and the evaluators load on first use (``catalog``): they import scikit-learn, SciPy
 # and numba (about 1.5 s), which `study status` never needs.

@@ -20,7 +20,6 @@ import numpy as np
 
 from ..errors import InputError
 from ..registry import Registry
-from . import SAMPLED
 from . import beta_vae as _beta_vae
 from . import dci as _dci
 from . import dci_es as _dci_es
@@ -35,6 +34,7 @@ from . import spearman_match as _spearman_match
 from . import unsupervised as _unsupervised
 from ._checks import check_codes_factors
 from ._sources import CodeSource
+from .names import SAMPLED
 
 
 @dataclass
