@@ -367,15 +367,13 @@ def read_trial(journal: Journal, metric: str | None = None) -> TrialRecord:
     )
 
 
-def launch_summary(fs: pafs.FileSystem, experiment: str) -> dict[str, int]:
-    """How many trials of a launch ended in each status, by their journals' last end record."""
-    return dict(Counter(read_trial(Journal(fs, f)).status for f in trial_folders(fs, experiment)))
-
-
-def launch_causes(fs: pafs.FileSystem, experiment: str) -> dict[str, int]:
-    """How many trials of a launch ended other than FINISHED, by cause (``study.causes``)."""
-    ends = (read_trial(Journal(fs, f)) for f in trial_folders(fs, experiment))
-    return dict(Counter(t.cause for t in ends if t.status not in ("FINISHED", "RUNNING")))
+def launch_ends(fs: pafs.FileSystem, experiment: str) -> tuple[dict[str, int], dict[str, int]]:
+    """How many trials of a launch ended in each status, and, of those that did not finish, how
+    many by cause (``study.causes``): one reading of each journal's last end record."""
+    trials = [read_trial(Journal(fs, f)) for f in trial_folders(fs, experiment)]
+    statuses = dict(Counter(t.status for t in trials))
+    ended = dict(Counter(t.cause for t in trials if t.status not in ("FINISHED", "RUNNING")))
+    return statuses, ended
 
 
 def end_cause(record: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from trainables import get_family
 
 from . import causes, sources, tracking
 from .callbacks import CloseRuns
-from .journal import launch_causes, launch_summary, sync_experiment
+from .journal import launch_ends, sync_experiment
 from .progress import Progress
 from .ray_start import check_resources, init_ray
 from .records import (
@@ -345,13 +345,12 @@ def _run_locked(
             n_errors = len(results.errors) if results is not None else 0
             # Tune returns normally after a Ctrl-C: the study ended only if every trial did. The
             # trials' journals say so even while the tracking server is away.
-            ended = launch_summary(experiment_path.fs, experiment_path.path)
+            ended, ended_by = launch_ends(experiment_path.fs, experiment_path.path)
             n_finished = ended.get("FINISHED", 0)
             n_stopped = ended.get("STOPPED", 0)
             # A trial that errored is journaled FAILED by CloseRuns: counted once, there.
             if n_finished + ended.get("FAILED", 0) + n_stopped < n_trials:
                 interrupted = interrupted or signals.received or causes.ENDED_EARLY
-            ended_by = launch_causes(experiment_path.fs, experiment_path.path)
             n_diverged = ended_by.get(causes.DIVERGED, 0)
             n_misconfigured = ended_by.get(causes.MISCONFIGURED, 0)
             if interrupted:
