@@ -261,11 +261,13 @@ def list_registries() -> None:
     """Registered model families, datasets and metrics."""
     from trainables import FAMILIES
     from trainables.data import DATASETS
-    from trainables.metrics import METRICS
+    from trainables.metrics.names import BUILTIN_METRICS, GROUP
+    from trainables.registry import listed_names
 
-    console.print("families: " + ", ".join(f"{k} ({v.description})" for k, v in FAMILIES.items()))
+    described = (f"{name} ({FAMILIES.describe(name)})" for name in FAMILIES)
+    console.print("families: " + ", ".join(described))
     console.print("datasets: " + ", ".join(sorted(DATASETS)))
-    console.print("metrics:  " + ", ".join(sorted(METRICS)))
+    console.print("metrics:  " + ", ".join(listed_names(BUILTIN_METRICS, GROUP)))
 
 
 def rerun_spec(run: Any, study: str) -> dict:

@@ -10,6 +10,7 @@ the family registry to ``trainables.families``.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -187,3 +188,32 @@ def test_every_name_of_the_metrics_package_resolves():
     for name in metrics.__all__:
         assert getattr(metrics, name) is not None, name
     assert metrics.get_metric("mig").outputs == ("mig",)
+
+
+def test_study_list_names_every_family_and_metric_without_loading_them():
+    """`study list` reads the families' descriptions from their source and the metrics' names from
+    ``names.BUILTIN_METRICS``: the same text and names as the loaded registries, and no torch,
+    scikit-learn or MLflow in the process."""
+    from trainables import FAMILIES
+    from trainables.metrics import METRICS
+
+    code = (
+        "import sys, contextlib, io\n"
+        "from study.cli_results import list_registries\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    list_registries()\n"
+        "heavy = [m for m in ('torch', 'sklearn', 'mlflow', 'ray') if m in sys.modules]\n"
+        "print(repr(heavy))\n"
+        "print(repr(out.getvalue()))\n"
+    )
+    env = {**os.environ, "COLUMNS": "100000"}  # one line per registry
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    heavy, listing = (eval(line) for line in out.stdout.strip().splitlines()[-2:])
+    assert heavy == []
+    described = ", ".join(f"{name} ({FAMILIES.get(name).description})" for name in FAMILIES)
+    assert f"families: {described}\n" in listing
+    assert f"metrics:  {', '.join(sorted(METRICS))}\n" in listing

@@ -18,9 +18,11 @@ object by dotted path in a spec, or publish its module as an entry point. Every 
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.metadata
-from collections.abc import Callable, Iterator, Mapping
+import importlib.util
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from .errors import UserError
@@ -169,6 +171,20 @@ class Registry(Mapping[str, T], Generic[T]):
             return f"an entry point ({self._entry_points[name].value})"
         return None
 
+    def describe(self, name: str, attribute: str = "description") -> str:
+        """``attribute`` of the object called ``name``: read from its module's source when it is a
+        string literal of the class (so listing the built-ins imports none of them, nor torch),
+        else from the object itself."""
+        target = self._builtins.get(name)
+        if target is None and name not in self._registered:
+            entry = self.entry_points().get(name)
+            target = entry.value if entry is not None and entry.attr else None
+        if isinstance(target, str):
+            literal = _literal_attribute(target, attribute)
+            if literal is not None:
+                return literal
+        return str(getattr(self.get(name), attribute, ""))
+
     # -- the mapping of listable names --------------------------------------------------------
     def _names(self) -> list[str]:
         return sorted({*self._builtins, *self._registered, *self.entry_points()})
@@ -187,6 +203,38 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def __len__(self) -> int:
         return len(self._names())
+
+
+def listed_names(builtin_names: Iterable[str], group: str) -> list[str]:
+    """A registry's listable names without building it (no import of any entry): the built-ins'
+    names and the installed packages' entry points of ``group``."""
+    return sorted({*builtin_names, *(e.name for e in importlib.metadata.entry_points(group=group))})
+
+
+def _literal_attribute(path: str, attribute: str) -> str | None:
+    """``Class.attribute = "..."`` as written in the source of ``module:Class``; None when it is
+    not a literal there (inherited, computed) or the source cannot be read."""
+    module_name, _, qualname = path.partition(":")
+    try:
+        spec = importlib.util.find_spec(module_name)  # imports the parent packages only
+        tree = ast.parse(open(spec.origin, encoding="utf-8").read()) if spec and spec.origin else None
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return None
+    body = tree.body if tree else []
+    for part in qualname.split("."):
+        node = next((n for n in body if isinstance(n, ast.ClassDef) and n.name == part), None)
+        if node is None:
+            return None
+        body = node.body
+    for statement in body:
+        if (
+            isinstance(statement, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == attribute for t in statement.targets)
+            and isinstance(statement.value, ast.Constant)
+            and isinstance(statement.value.value, str)
+        ):
+            return statement.value.value
+    return None
 
 
 def _where(obj: Any) -> str:

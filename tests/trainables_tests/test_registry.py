@@ -15,7 +15,7 @@ import pytest
 from trainables import FAMILIES, LocalContext, RegistryError, get_family, load_model
 from trainables.data import DATASETS, DataError, load
 from trainables.metrics import METRICS, MetricInput, get_metric, run_metrics
-from trainables.registry import Registry, import_path
+from trainables.registry import Registry, import_path, listed_names
 from trainables.testing import TINY_VIEW, tiny_config
 
 REPO = Path(__file__).parents[2]
@@ -120,6 +120,25 @@ def test_entry_points_of_installed_packages(tmp_path, monkeypatch, user_package)
                         group="disentangle_study.families")  # fmt: skip
     assert sorted(registry) == ["my_ae", "vae"]
     assert registry.get("my_ae").name == "my_ae"
+
+
+def test_describe_reads_a_literal_without_importing_and_falls_back_to_the_object(
+    tmp_path, monkeypatch, user_package
+):
+    from trainables.families.ae import AE
+
+    class Inherited(AE):  # no description of its own: only the object knows it
+        name = "inherited"
+
+    _dist_info(tmp_path, "ds_test.families", [f"my_ae = {user_package}:MyAE"])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry("family", {"vae": "trainables.families.vae:VAE"}, group="ds_test.families")
+    registry.register("inherited")(Inherited)
+    assert registry.describe("my_ae") == "a user's auto-encoder"
+    assert user_package not in sys.modules  # read from the source, not imported
+    assert registry.describe("vae") == get_family("vae").description
+    assert registry.describe("inherited") == AE.description
+    assert listed_names(["vae"], "ds_test.families") == ["my_ae", "vae"]
 
 
 def test_an_entry_point_clashing_with_a_builtin_is_refused(tmp_path, monkeypatch, user_package):

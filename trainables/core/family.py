@@ -12,18 +12,22 @@ import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any
 
 from ..registry import Registry
 from .builtins import BUILTIN_FAMILIES
 from .config import DatasetConfig, TrainConfig
-from .context import TrialContext
-from .loop import fit
 from .outputs import Declared
-from .saved import SavedModel, read_model, rebuild
-from .trainer import Trainer
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .context import TrialContext
+    from .saved import SavedModel
+    from .trainer import Trainer
+
+# The loop, saved models and the Trainer class (so torch) are imported where they are used: listing
+# families (``study list``, ``status``) resolves nothing and must not pay for torch.
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class Family:
 
     def fit(self, cfg: Any, data: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
         """Train, evaluate, draw and save (``core.loop.fit``), recording this family's key."""
+        from .loop import fit
+
         return fit(self.trainer, cfg, data, ctx, family=self.key)
 
     def load_encoder(
@@ -72,6 +78,8 @@ class Family:
 
 
 def _not_a_family(obj: Any) -> str | None:
+    from .trainer import Trainer
+
     if not (inspect.isclass(obj) and issubclass(obj, Trainer)):
         return f"{obj!r} is not a subclass of trainables.Trainer"
     config = getattr(obj, "Config", None)
@@ -106,6 +114,8 @@ def load_model(
 ) -> SavedModel:
     """Rebuild a trial's modules from an artifact directory or an MLflow run id: the codes it
     gives are the ones the trial scored."""
+    from .saved import read_model, rebuild
+
     info, weights = read_model(source, tracking_uri=tracking_uri, device=device)
     family = get_family(info["family"])
     return rebuild(family.trainer, info, weights, device, tracking_uri)

@@ -34,7 +34,7 @@ from . import spearman_match as _spearman_match
 from . import unsupervised as _unsupervised
 from ._checks import check_codes_factors
 from ._sources import CodeSource
-from .names import SAMPLED
+from .names import BUILTIN_METRICS, GROUP, SAMPLED
 
 
 @dataclass
@@ -350,9 +350,9 @@ def _not_a_metric(obj: Any) -> str | None:
 
 # The one registry of metrics: the built-ins above, and a user's (``trainables.registry``): by
 # dotted path to a MetricSpec, entry point of group disentangle_study.metrics, or decorator.
-METRICS: Registry[MetricSpec] = Registry(
-    "metric", _BUILTIN_METRICS, group="disentangle_study.metrics", check=_not_a_metric
-)
+if set(_BUILTIN_METRICS) != set(BUILTIN_METRICS):  # the names `study list` shows without this module
+    raise RuntimeError("names.BUILTIN_METRICS must list exactly catalog._BUILTIN_METRICS' keys")
+METRICS: Registry[MetricSpec] = Registry("metric", _BUILTIN_METRICS, group=GROUP, check=_not_a_metric)
 
 
 def register_metric(name: str) -> Callable[[MetricSpec], MetricSpec]:

@@ -5,6 +5,15 @@ Plain data, imported by the package and by its registry (``catalog``) alike.
 
 from __future__ import annotations
 
+# The built-in metrics' registry names (``catalog._BUILTIN_METRICS`` holds exactly these, checked
+# there), so listing them loads no evaluator.
+BUILTIN_METRICS = (
+    "mig", "sap", "sap_continuous", "dci", "modularity", "factor_vae", "factor_vae_corrected",
+    "beta_vae", "unsupervised", "irs", "infomec", "dci_es", "spearman_match",
+    "downstream_logistic_regression", "downstream_boosted_trees",
+)  # fmt: skip
+GROUP = "disentangle_study.metrics"  # entry-point group of a user package's metrics
+
 MODES = ("reference", "fast")
 SAMPLED = "_sampled"  # suffix of the scores of a stochastic encoder's sampled codes
 
