@@ -211,3 +211,33 @@ def test_relation_kinds_serve_several_views_and_refuse_typos(data):
     assert kinds["shape+1"] == kinds["posY_bin-1"] == "cyclic"
     with pytest.raises(ValueError, match=r"relation_kinds: \['sclae'\] name no factor of dsprites"):
         ModularAE(_config(relation_kinds={"sclae": "saturating"}), 1).setup(data, None)
+
+
+def test_cells_are_judged_by_code_and_by_decoded_image():
+    # one row, four cells: code wrong (red); code wrong only as its source's was (orange);
+    # code right but image shows other values (purple); code right and image blank (purple)
+    ok = np.array([[False, False, True, True]])
+    frames = modular_pictures.judge_cells(
+        truth_ok=ok,
+        code_ok=np.array([[False, True, True, True]]),
+        image_ok=np.array([[True, True, False, True]]),
+        flat=np.array([[False, False, False, True]]),
+        got=np.array([[[1, 2], [3, 4], [0, 0], [0, 0]]]),
+        shows=np.array([[[0, 0], [0, 0], [5, 6], [0, 0]]]),
+    )
+    w, i, d = modular_pictures.WRONG, modular_pictures.INHERITED, modular_pictures.DRAWN
+    assert frames.kinds.tolist() == [[w, i, d, d]]
+    assert frames.notes == [["got 1 2", "got 3 4", "shows 5 6", "blank"]]
+    right = modular_pictures.judge_cells(
+        truth_ok=np.ones((1, 1), bool), code_ok=np.ones((1, 1), bool),
+        image_ok=np.ones((1, 1), bool), flat=np.zeros((1, 1), bool),
+        got=np.zeros((1, 1, 2)), shows=np.zeros((1, 1, 2)),
+    )  # fmt: skip
+    assert right.kinds.tolist() == [[""]] and right.notes == [[""]]
+
+
+def test_flat_images_are_those_with_no_contrast():
+    images = np.zeros((3, 1, 4, 4))
+    images[1] += 0.9  # one bright tone: still nothing drawn
+    images[2, 0, 1, 1] = 0.5  # a faint sprite on black
+    assert modular_pictures.flat_images(images).tolist() == [True, True, False]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ _RELATION_TITLE_PT = 8.5
 _RELATION_TITLE_LINES = 3  # what RELATION_HEADER_IN holds; each further line adds its height
 _WRONG = "#d62728"
 _INHERITED = "#e67e00"
+_DRAWN = "#8e44ad"
 
 
 def relation_results(
@@ -44,6 +46,7 @@ def relation_results(
     row_labels: Sequence[str],
     wrong: np.ndarray,
     inherited: np.ndarray | None = None,
+    drawn: np.ndarray | None = None,
     notes: Sequence[Sequence[str]] | None = None,
     title: str = "",
 ) -> Path:
@@ -54,7 +57,7 @@ def relation_results(
     ``(N, R, C, H, W)`` with ``relation_labels`` (R), set apart from the sources by a wider gap.
     ``wrong`` ``(N, S + R)`` frames cells in red (e.g. a result whose code lands on other factor
     values than expected), ``inherited`` (same shape) in orange instead (e.g. wrong only because
-    its source already was); ``notes`` ``(N, S + R)`` strings are written under the cells, in
+    its source already was), ``drawn`` in purple (e.g. right as a code, wrong as an image); ``notes`` ``(N, S + R)`` strings are written under the cells, in
     their frame's colour. The figure is ``RELATION_LABEL_IN + (S + R) * (RELATION_CELL_IN +
     RELATION_GAP_IN) + RELATION_GROUP_GAP_IN + RELATION_PAD_IN`` wide and ``RELATION_HEADER_IN +
     N * (RELATION_CELL_IN * H / W + RELATION_NOTE_IN) + RELATION_PAD_IN`` high, plus the height of
@@ -85,7 +88,10 @@ def relation_results(
         raise ValueError(
             f"wrong and inherited must be ({n_rows}, {n_cols}); got {marks.shape}, {soft.shape}"
         )
-    colours = np.where(marks, _WRONG, np.where(soft, _INHERITED, ""))  # "" where unmarked
+    image = np.zeros_like(marks) if drawn is None else np.asarray(drawn, dtype=bool)
+    if image.shape != marks.shape:
+        raise ValueError(f"drawn must be ({n_rows}, {n_cols}); got {image.shape}")
+    colours = np.where(marks, _WRONG, np.where(soft, _INHERITED, np.where(image, _DRAWN, "")))
     if notes is not None and (len(notes) != n_rows or any(len(row) != n_cols for row in notes)):
         raise ValueError(f"notes must be {n_rows} rows of {n_cols} strings")
     h, w = src.shape[3:5]
@@ -160,7 +166,10 @@ def draw_relations(
     relation (``modular_parts.relation_outcomes``), in orange instead when it
     is right for the source's own converted code (the encoder, not the relational learner,
     got it wrong); a reconstruction is framed in red when the image's code converts to other
-    values than its true ones. Notes give the converted values of what is framed."""
+    values than its true ones. A cell whose code is right is framed in purple when its decoded
+    image is blank (``flat_images``) or, encoded again, converts to other values: the picture
+    judges what a person sees, not only the code (``judge_cells``). Notes give the converted
+    values of what is framed."""
     model.modules.eval()
     if not model.prior_fitted:  # as in test_metrics: training ended within the warm-up
         model.fit_prior()
@@ -181,30 +190,30 @@ def draw_relations(
     decoded = model.decode(torch.cat([z, out])).cpu().numpy()  # (n + n * R, C, H, W)
     sources = np.stack([x.cpu().numpy(), decoded[:n]], 1)  # (n, 2, C, H, W)
     results = decoded[n:].reshape(n, n_rel, *decoded.shape[1:])  # (n, R, C, H, W)
-
-    def values(v: np.ndarray) -> str:
-        return " ".join(str(int(c)) for c in v)
-
-    source_wrong = (coded != classes).any(1)  # (n,)
-    red = ~truth.correct & ~by_code.correct  # (n, R)
-    orange = ~truth.correct & by_code.correct
-    blank = np.zeros((n, 1), bool)
-    notes = [
-        ["", f"coded {values(coded[i])}" if source_wrong[i] else ""]
-        + [
-            "" if truth.correct[i, r] else f"got {values(truth.predicted[i, r])}"
-            for r in range(n_rel)
-        ]
-        for i in range(n)
-    ]
-    names = model.factor_names
-    title = (
-        f"{model.name}: the relations applied to the codes of {n} test images, decoded\n"
-        f"red: {int(red.sum())} of {n * n_rel} results land on unexpected factor values; "
-        f"orange: {int(orange.sum())} more, right for a misplaced source code\n"
-        f"(red reconstruction: {int(source_wrong.sum())} of {n}); 'got' / 'coded': the "
-        f"converted values of {', '.join(names)}"
+    # the decoded images judged too: encoded again and converted, or flat (nothing drawn)
+    images = torch.as_tensor(decoded, device=model.device)
+    seen_codes = model.encode(images)[0]
+    seen_coded, _ = prior.classify(seen_codes[:n], -math.inf)
+    seen = relation_outcomes(prior, classes, seen_codes[n:].reshape(n, n_rel, -1), model.relations)
+    flat = flat_images(decoded)
+    frames = judge_cells(
+        truth_ok=np.concatenate([(coded == classes).all(1)[:, None], truth.correct], 1),
+        code_ok=np.concatenate([np.zeros((n, 1), bool), by_code.correct], 1),  # no source above
+        image_ok=np.concatenate([(seen_coded == classes).all(1)[:, None], seen.correct], 1),
+        flat=np.concatenate([flat[:n, None], flat[n:].reshape(n, n_rel)], 1),
+        got=np.concatenate([coded[:, None], truth.predicted], 1),
+        shows=np.concatenate([seen_coded[:, None], seen.predicted], 1),
     )
+    names = model.factor_names
+    counts = {kind: int((frames.kinds[:, 1:] == kind).sum()) for kind in (WRONG, INHERITED, DRAWN)}
+    title = (
+        f"{model.name}: the relations applied to the codes of {n} test images, decoded "
+        f"({n * n_rel} results)\n"
+        f"frames: red, code wrong ({counts[WRONG]}) · orange, its source's code wrong "
+        f"({counts[INHERITED]}) · purple, code right, image blank or other ({counts[DRAWN]})\n"
+        f"notes: {' '.join(names)} converted from the code (got) or from the image (shows)"
+    )
+    blank = np.zeros((n, 1), bool)
     return relation_results(
         sources,
         results,
@@ -215,8 +224,59 @@ def draw_relations(
             "\n".join(f"{name} {int(c)}" for name, c in zip(names, classes[i], strict=True))
             for i in range(n)
         ],
-        wrong=np.concatenate([blank, source_wrong[:, None], red], 1),
-        inherited=np.concatenate([blank, blank, orange], 1),
-        notes=notes,
+        wrong=np.concatenate([blank, frames.kinds == WRONG], 1),
+        inherited=np.concatenate([blank, frames.kinds == INHERITED], 1),
+        drawn=np.concatenate([blank, frames.kinds == DRAWN], 1),
+        notes=[["", *row] for row in frames.notes],
         title=title,
     )
+
+
+WRONG, INHERITED, DRAWN = "wrong", "inherited", "drawn"
+FLAT_CONTRAST = 0.15  # brightest minus darkest pixel below this (of 1): nothing drawn
+
+
+def flat_images(images: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] -> (N,): the image is one flat tone (a blank result)."""
+    x = np.asarray(images).reshape(len(images), -1)
+    return (x.max(1) - x.min(1)) < FLAT_CONTRAST
+
+
+@dataclass(frozen=True)
+class CellFrames:
+    kinds: np.ndarray  # (N, M) of WRONG / INHERITED / DRAWN / ""
+    notes: list[list[str]]
+
+
+def judge_cells(
+    *,
+    truth_ok: np.ndarray,
+    code_ok: np.ndarray,
+    image_ok: np.ndarray,
+    flat: np.ndarray,
+    got: np.ndarray,
+    shows: np.ndarray,
+) -> CellFrames:
+    """Each cell's frame: WRONG when its code converts to other factor values than the truth
+    and than its source's own code does; INHERITED when only the source's code was wrong;
+    DRAWN when the code is right but the decoded image is flat or encodes to other values.
+    ``got`` / ``shows`` (N, M, K) are the converted values of the code and of the image."""
+    kinds = np.where(
+        ~truth_ok & ~code_ok, WRONG,
+        np.where(~truth_ok, INHERITED, np.where(flat | ~image_ok, DRAWN, "")),
+    )  # fmt: skip
+
+    def values(v: np.ndarray) -> str:
+        return " ".join(str(int(c)) for c in v)
+
+    notes = [
+        [
+            f"got {values(got[i, j])}" if kinds[i, j] in (WRONG, INHERITED)
+            else "blank" if kinds[i, j] == DRAWN and flat[i, j]
+            else f"shows {values(shows[i, j])}" if kinds[i, j] == DRAWN
+            else ""
+            for j in range(kinds.shape[1])
+        ]
+        for i in range(kinds.shape[0])
+    ]  # fmt: skip
+    return CellFrames(kinds, notes)
