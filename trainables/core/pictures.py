@@ -40,7 +40,7 @@ _MAX_PAIRS = 16
 _PAIRS_PER_ROW = 8
 _TRAVERSAL_CELL_IN = 0.6
 _TRAVERSAL_MAX_WIDTH_IN = 14.0
-_TRAVERSAL_LABEL_IN = 1.4  # left margin for row labels such as "z12 (KL 3.21)"
+_TRAVERSAL_LABEL_IN = 1.4  # left margin for row labels such as "z12" over "(KL 3.21)"
 _MAX_ANNOTATED_CELLS = 400
 _MIN_EMBED_ROWS = 5
 
@@ -200,18 +200,26 @@ def traversals(
     ax.imshow(mosaic, interpolation="antialiased", aspect="auto")
     col_centres = 1 + (w + 3) * np.arange(n_values) + (w + 2) / 2
     row_centres = 1 + (h + 3) * np.arange(n_rows) + (h + 2) / 2
-    # label every column when there is room, otherwise first, middle, last and a few between
-    stride = 1 if cell_in >= 0.3 else math.ceil(0.3 / cell_in)
-    shown = sorted({*range(0, n_values, stride), 0, n_values // 2, n_values - 1})
+    # Labels stay legible when a report shows the picture at half size: 11 pt rows, a label
+    # ("z3" over "std 1.05") on two lines where rows are tall enough; upright value labels, every column only when there
+    # is room (about 0.5 in a label), otherwise first, middle, last and evenly between.
+    stride = 1 if cell_in >= 0.5 else math.ceil(0.5 / cell_in)
+    ends = (0, n_values - 1)
+    between = {*range(stride, n_values - 1, stride), n_values // 2}
+    shown = sorted({*ends, *(i for i in between if min(abs(i - e) for e in ends) >= stride)})
     ax.xaxis.tick_top()
     ax.set_xticks(col_centres[shown], [_value_label(values[i]) for i in shown])
-    ax.tick_params(axis="x", labelsize=7, rotation=90, length=2)
-    ax.set_yticks(row_centres, list(row_labels))
-    ax.tick_params(axis="y", labelsize=8, length=2)
+    ax.tick_params(axis="x", labelsize=10, length=3)
+    row_in = cell_in * h / w
+    two_lines = row_in >= 0.45  # room for 2 x 11 pt; else one line sized to the row
+    ax.set_yticks(
+        row_centres, [label.replace(" (", "\n(", 1) if two_lines else label for label in row_labels]
+    )
+    ax.tick_params(axis="y", labelsize=11 if two_lines else min(11, 0.7 * row_in * 72), length=2)
     for spine in ax.spines.values():
         spine.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=10, y=1 - 0.05 / height_in, va="top")
+        fig.suptitle(title, fontsize=12, y=1 - 0.05 / height_in, va="top")
     return save_png(fig, path)
 
 
