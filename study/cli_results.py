@@ -159,9 +159,11 @@ def score(
 
 @app.command(name="show-data")
 def show_data(
-    name: Annotated[str, typer.Argument(help="Dataset: dsprites, shapes3d, mpi3d")],
+    name: Annotated[str, typer.Argument(help="Dataset (study list names them) or a dotted path")],
     out: Annotated[Path, typer.Option(help="PNG to write")] = Path("data.png"),
-    path: Annotated[Path | None, typer.Option(help="Official file (default: procedural)")] = None,
+    path: Annotated[
+        Path | None, typer.Option(help="Official file or folder (default: procedural)")
+    ] = None,
     option: Annotated[
         list[str] | None, typer.Option("--option", help="Loader option KEY=VALUE, e.g. variant=toy")
     ] = None,

@@ -13,10 +13,13 @@ from typing import Any
 
 from ..registry import Registry, RegistryError
 from .base import DataError, FactorSubset, GroundTruthData
+from .cars3d import Cars3D, Cars3DFile
 from .dsprites import DSprites, DSpritesFile
+from .dsprites_variants import ColorDSprites, NoisyDSprites, ScreamDSprites
 from .files import FileData
 from .mpi3d import VARIANT_SIZES, MPI3DFile, MPI3DToy
 from .shapes3d import Shapes3D, Shapes3DFile
+from .smallnorb import SmallNORB, SmallNORBFile
 from .subsets import NAMED_SUBSETS, resolve
 
 
@@ -43,11 +46,30 @@ def _mpi3d(
     return MPI3DToy(variant)
 
 
-# Each loader renders procedurally without ``path`` and reads the official file with it; ``files``
+def _smallnorb(path: str | None = None) -> GroundTruthData:
+    return SmallNORBFile(path) if path else SmallNORB()
+
+
+def _cars3d(path: str | None = None) -> GroundTruthData:
+    return Cars3DFile(path) if path else Cars3D()
+
+
+# Each loader renders procedurally without ``path`` and reads the official file (smallnorb, cars3d:
+# folder) with it; the dSprites variants of Locatello et al. 2019 take dSprites' ``path``; ``files``
 # reads a user's own file (docs/own_data.md).
 DATASETS: Registry[Callable[..., GroundTruthData]] = Registry(
     "dataset",
-    {"dsprites": _dsprites, "shapes3d": _shapes3d, "mpi3d": _mpi3d, "files": FileData},
+    {
+        "dsprites": _dsprites,
+        "color_dsprites": ColorDSprites,
+        "noisy_dsprites": NoisyDSprites,
+        "scream_dsprites": ScreamDSprites,  # options path, scream_path
+        "shapes3d": _shapes3d,
+        "mpi3d": _mpi3d,
+        "smallnorb": _smallnorb,
+        "cars3d": _cars3d,
+        "files": FileData,
+    },
     group="disentangle_study.datasets",
     check=lambda obj: (
         None if callable(obj) else f"{obj!r} is not callable (a GroundTruthData class)"
