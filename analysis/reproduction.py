@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from . import findings, findings_modular, paper_values
 from .document import Document
-from .results import ResultsError, load_runs, require_store
+from .results import ResultsError, load_runs, require_store, shown_uri
 
 # Where our definitions differ from the papers' (numbers move with them); the chain's configs
 # add their own sizes (epochs, views, seeds), listed in each config's comment.
@@ -378,7 +378,7 @@ def write_reproduction(chain, steps, tracking_uri: str, out: str | Path, alpha: 
     by_dataset = load_roles(steps, tracking_uri)
     if not by_dataset:
         raise ResultsError(
-            f"no step of the {chain.paper} chain has finished runs in {tracking_uri}"
+            f"no step of the {chain.paper} chain has finished runs in {shown_uri(tracking_uri)}"
         )
     title = {"multitask": "the multi-task vs disentanglement paper (seed 000)",
              "modular": "the modular weak-disentanglement paper (seed 001)"}[chain.paper]  # fmt: skip

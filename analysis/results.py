@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,39 @@ class ResultsError(UserError, LookupError):
     """No such study or no runs; the message is one line."""
 
 
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/:@]*):[^@/]*@")
+
+
+def shown_uri(uri: str) -> str:
+    """A tracking URI as printed: a password in it (``postgresql://user:pw@...``) as ``***``."""
+    return _PASSWORD.sub(r"\1:***@", uri)
+
+
 def require_store(tracking_uri: str) -> None:
-    """Read-only commands never create a tracking store: a missing SQLite file is one line."""
+    """Read-only commands never create a tracking store: a missing SQLite file is one line, and
+    so is a database that cannot be reached (MLflow itself retries for over a minute)."""
     if tracking_uri.startswith("sqlite:///"):
         path = Path(tracking_uri.removeprefix("sqlite:///"))
         if not path.is_file():
             raise ResultsError(f"no tracking store at {tracking_uri} (no study has run here)")
+    elif tracking_uri.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql"):
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.pool import NullPool
+
+        engine = create_engine(
+            tracking_uri, poolclass=NullPool, connect_args={"connect_timeout": 10}
+        )
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as err:
+            lines = str(getattr(err, "orig", None) or err).strip().splitlines() or [""]
+            raise ResultsError(
+                f"tracking database {shown_uri(tracking_uri)} is not reachable "
+                f"({shown_uri(lines[0].strip())[:300]})"
+            ) from None
+        finally:
+            engine.dispose()
 
 
 def load_runs(
@@ -46,14 +74,16 @@ def load_runs(
     experiment = client.get_experiment_by_name(study)
     if experiment is None:
         known = sorted(e.name for e in client.search_experiments())
-        raise ResultsError(f"no study {study!r} in {tracking_uri}; known: {known}")
+        raise ResultsError(f"no study {study!r} in {shown_uri(tracking_uri)}; known: {known}")
     status = " and attributes.status = 'FINISHED'" if finished_only else ""
     since = f" and attributes.end_time >= {since_ms}" if since_ms is not None else ""
     runs = runs_frame(client, experiment.experiment_id, f"tags.role = 'trial'{status}{since}")
     if runs.empty:
         if allow_empty:
             return runs
-        raise ResultsError(f"study {study!r} has no finished trial runs in {tracking_uri}")
+        raise ResultsError(
+            f"study {study!r} has no finished trial runs in {shown_uri(tracking_uri)}"
+        )
     return join_upstreams(runs.reset_index(drop=True), client)
 
 

@@ -91,6 +91,7 @@ def _launch(
 ) -> None:  # fmt: skip
 
     from . import tracking
+    from .database import shown
     from .launch import run_study
 
     if num_cpus is not None and num_cpus < 1:
@@ -107,7 +108,8 @@ def _launch(
     if spec.n_trials > MAX_TRIALS and not yes:
         fail(f"the sweep has {spec.n_trials} trials (over {MAX_TRIALS}); pass --yes if meant")
     console.print(
-        f"study [bold]{spec.name}[/]: family {spec.family}, {spec.n_trials} trials, tracking {uri}"
+        f"study [bold]{spec.name}[/]: family {spec.family}, {spec.n_trials} trials, "
+        f"tracking {escape(shown(uri))}"
         + (" (resuming its latest launch)" if resume else "")
         + (" (extending its earlier launches)" if extend else ""),
         soft_wrap=True,
@@ -135,14 +137,14 @@ def _launch(
             f"{what}{f' ({result.ray_error})' if result.ray_error else ''}: {result.n_finished} of "
             f"{result.n_trials} trials finished{f' ({ended})' if ended else ''}, the rest and the "
             f"launch marked KILLED in MLflow; continue with: "
-            f"study resume {spec.name} --storage {storage} --tracking-uri {uri}",
+            f"study resume {spec.name} --storage {storage} --tracking-uri {shown(uri)}",
             markup=False, highlight=False, soft_wrap=True,
         )  # fmt: skip
         raise typer.Exit(130 if signalled else 1)
     if result.tracking_pending:
         errors.print(
             f"error: the tracking server could not be reached at the end; when it is back, "
-            f"run: study sync {spec.name} --storage {storage} --tracking-uri {uri}",
+            f"run: study sync {spec.name} --storage {storage} --tracking-uri {shown(uri)}",
             markup=False, highlight=False, soft_wrap=True,
         )  # fmt: skip
         raise typer.Exit(1)
@@ -160,7 +162,8 @@ def _launch(
         markup=False, highlight=False, soft_wrap=True,
     )  # fmt: skip
     console.print(
-        f"MLflow: {uri} (parent run {result.parent_run_id}); Ray: {result.experiment_path}",
+        f"MLflow: {shown(uri)} (parent run {result.parent_run_id}); "
+        f"Ray: {result.experiment_path}",
         markup=False, highlight=False, soft_wrap=True,
     )  # fmt: skip
     if failed:

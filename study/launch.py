@@ -25,7 +25,7 @@ from ray.tune.error import TuneError
 
 from trainables import get_family
 
-from . import causes, sources, tracking
+from . import causes, database, sources, tracking
 from .callbacks import CloseRuns
 from .journal import launch_ends, sync_experiment
 from .progress import Progress
@@ -131,6 +131,7 @@ def run_study(
     a progress line each time the launch's state changes).
     """
     family = get_family(spec.family)
+    tracking_uri = database.password_to_env(tracking_uri)  # never pickled into Tune's files
     storage = storage_path(storage)
     storage.check_writable()
     if spec.source is not None and spec.resolved_source is None:
@@ -158,6 +159,7 @@ def run_study(
             raise SpecError("--extend starts a new launch; --resume continues one: give one")
         extend_from = _check_extension(spec, effective, storage)
     tracking.check_reachable(tracking_uri)
+    tracking.artifact_location(tracking_uri, spec.name, storage)  # a path too long: refused now
 
     # Everything that can fail on bad input happens before Ray starts and before MLflow is written.
     configs = spec.family_configs()
@@ -259,6 +261,7 @@ def _run_locked(
             config_text,
             {"ray_experiment": str(experiment_path), "storage": str(storage)},
             description=spec.description,
+            storage=storage,
         )
         experiment_path.mkdir(parents=True, exist_ok=True)
         (experiment_path / LAUNCH_FILE).write_text(

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from trainables.core.outputs import TAG as OUTPUTS_TAG
 
+from . import database
 from .causes import TAG as CAUSE_TAG
 from .params import flatten, trial_label, upstream_label
 
@@ -31,6 +32,7 @@ T = TypeVar("T")
 DEFAULT_STORE = "mlruns.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 ROLE_TAG = "role"
+MAX_RUN_NAME = 250  # MLflow's runs.name column: enforced by every database but SQLite
 
 
 def default_tracking_uri(directory: str | Path | None = None) -> str:
@@ -43,10 +45,13 @@ def resolve_tracking_uri(cli_uri: str | None = None) -> str:
     return cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
-def _artifact_location(uri: str, study: str) -> str | None:
-    # Local SQLite stores keep artifacts in a sibling folder; a server decides its own location.
+def artifact_location(uri: str, study: str, storage: Any = None) -> str | None:
+    """Where a new experiment keeps its artifacts: a local SQLite store's sibling folder; with a
+    database, the study's storage (``study.database``); a server decides its own."""
     if uri.startswith("sqlite:///"):
         return (Path(uri.removeprefix("sqlite:///")).parent / DEFAULT_ARTIFACTS / study).as_uri()
+    if database.is_database(uri) and storage is not None:
+        return database.artifact_location(storage, study)
     return None
 
 
@@ -73,38 +78,52 @@ _READY: set[str] = set()  # stores this process has seen initialised
 
 
 def ensure_store(uri: str) -> None:
-    """Create a SQLite store (file and schema) under an exclusive file lock beside it.
+    """Create a store's schema once: a SQLite file under an exclusive file lock beside it, a
+    PostgreSQL database under an advisory lock.
 
     MLflow creates and migrates a SQLite store on first use; several processes doing that at once
     (launches started together into a store not yet there) race in the schema migration and all
     but one fail ("Online migration expected to match one row ... in 'alembic_version'"). Under
-    the lock the first one creates it and the rest find it ready. Other backends migrate with
-    ``mlflow db upgrade`` once, by hand."""
-    if uri in _READY or not uri.startswith("sqlite:///"):
+    the lock the first one creates it and the rest find it ready. A PostgreSQL database races the
+    same way when empty: there the lock is an advisory lock in the database itself
+    (``study.database``). Other databases migrate with ``mlflow db upgrade`` once, by hand."""
+    sqlite = uri.startswith("sqlite:///")
+    if uri in _READY or not (sqlite or database.is_database(uri)):
         return
-    path = Path(uri.removeprefix("sqlite:///"))
-    path.parent.mkdir(parents=True, exist_ok=True)
     # MLflow says "Creating initial MLflow database tables..." at INFO: nothing to act on.
     quiet = logging.getLogger("mlflow.store.db.utils")
     level = quiet.level
     quiet.setLevel(max(level, logging.WARNING))
-    try:
-        with open(path.with_name(path.name + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates if needed
+
+    def create() -> None:
+        MlflowClient(uri).search_experiments(max_results=1)
+
+    try:  # the first call creates and migrates the store if needed
+        if sqlite:
+            path = Path(uri.removeprefix("sqlite:///"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path.with_name(path.name + ".lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+                create()
+        else:
+            database.create_store(uri, create)
     finally:
         quiet.setLevel(level)
     _READY.add(uri)
 
 
-def get_or_create_experiment(client: MlflowClient, study: str, uri: str) -> str:
+def get_or_create_experiment(
+    client: MlflowClient, study: str, uri: str, storage: Any = None
+) -> str:
+    """The study's experiment; a new one keeps its artifacts where ``artifact_location`` says."""
     ensure_store(uri)
+    location = artifact_location(uri, study, storage)
 
     def attempt() -> str:
         experiment = client.get_experiment_by_name(study)
         if experiment is not None:
             return experiment.experiment_id
-        return client.create_experiment(study, artifact_location=_artifact_location(uri, study))
+        return client.create_experiment(study, artifact_location=location)
 
     return retry_on_conflict(attempt)
 
@@ -131,14 +150,15 @@ class TrackingInfo:
 
 def start_parent_run(
     uri: str, study: str, family: str, config_text: str, extra_tags: dict[str, str],
-    description: str = "",
+    description: str = "", storage: Any = None,
 ) -> tuple[str, str]:  # fmt: skip
     """Create the launch's parent run; returns (experiment_id, run_id). Safe from several
     processes at once (a new store, a new experiment). ``description`` (the study's) becomes the
-    experiment's description in MLflow's UI."""
+    experiment's description in MLflow's UI; ``storage`` (the study's) holds the artifacts when
+    the store is a database."""
     ensure_store(uri)
     client = MlflowClient(uri)
-    experiment_id = get_or_create_experiment(client, study, uri)
+    experiment_id = get_or_create_experiment(client, study, uri, storage)
     # MLflow's UI opens an experiment of this kind in its model-training view (runs, params,
     # metrics and logged models), not the GenAI one (traces, prompts, judges).
     retry_on_conflict(
@@ -190,6 +210,14 @@ class TrackingUnreachable(RuntimeError):
 
 def check_reachable(uri: str) -> None:
     """Fail in one line, before Ray starts, when the tracking store cannot be reached."""
+    if database.is_database(uri):
+        reason = database.unreachable(uri)
+        if reason is not None:
+            raise TrackingUnreachable(
+                f"tracking database {database.shown(uri)} is not reachable ({reason}); "
+                "start it or pass --tracking-uri"
+            )
+        return
     if not uri.startswith(("http://", "https://")):
         return
     import requests
@@ -199,7 +227,8 @@ def check_reachable(uri: str) -> None:
     except requests.RequestException as err:
         reason = type(err).__name__
         raise TrackingUnreachable(
-            f"tracking server {uri} is not reachable ({reason}); start it or pass --tracking-uri"
+            f"tracking server {database.shown(uri)} is not reachable ({reason}); start it or "
+            "pass --tracking-uri"
         ) from None
 
 
@@ -319,11 +348,21 @@ def run_record(
         "op": "run",
         "experiment_id": info.experiment_id,
         # Named by what sets it apart in the study (MLflow's run list shows names, not params).
-        "run_name": trial_label(trial_id, _point_of(info, params, dataset))
-        if info.axes else trial_name,
+        "run_name": _fit_name(
+            trial_label(trial_id, _point_of(info, params, dataset)) if info.axes else trial_name,
+            trial_id,
+        ),
         "tags": tags,
         "params": {**flatten(params), **flatten(dataset, "dataset.")},
     }
+
+
+def _fit_name(name: str, trial_id: str) -> str:
+    """A run name MLflow's column holds: the values cut short, the trial id kept at the end."""
+    if len(name) <= MAX_RUN_NAME:
+        return name
+    suffix = f"... ({trial_id})"
+    return name[: MAX_RUN_NAME - len(suffix)] + suffix
 
 
 def _point_of(info: TrackingInfo, params: dict[str, Any], dataset: dict[str, Any]) -> dict:

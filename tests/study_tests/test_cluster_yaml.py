@@ -188,3 +188,36 @@ def test_mlflow_listens_on_the_private_address_with_no_wildcard_host():
     allowed = words[words.index("--allowed-hosts") + 1].strip("'\"").split(",")
     assert all("*" not in host for host in allowed), allowed
     assert set(allowed) == {"$HEAD_IP:5000", "localhost:5000", "127.0.0.1:5000"}
+
+
+def _head_commands() -> list[str]:
+    prepared = _ray_validate(_raw())  # setup_commands merged in, as Ray runs them
+    return prepared["head_setup_commands"] + prepared["head_start_ray_commands"]
+
+
+def test_mlflow_keeps_its_runs_in_postgresql_on_the_head():
+    """Not SQLite (one writer at a time: "database is locked" under many trials): PostgreSQL,
+    installed and initialised by the head's setup, started before the server that uses it. The
+    commands themselves run in tests/study_tests/test_postgres.py."""
+    commands = _head_commands()
+    server = next(c for c in commands if "mlflow server" in c)
+    uri = shlex.split(server)[shlex.split(server).index("--backend-store-uri") + 1]
+    assert uri == "postgresql://mlflow@127.0.0.1:5432/mlflow"  # password: libpq's ~/.pgpass
+    assert not [c for c in commands if "sqlite" in c.lower()]
+    assert "--serve-artifacts" in server and "--artifacts-destination" in server
+    install = _index(commands, lambda c: "apt-get install" in c and "postgresql" in c, "install")
+    initdb = _index(commands, lambda c: "/initdb -D" in c, "initdb")
+    start = _index(commands, lambda c: "pg_ctl" in c and " start" in c, "PostgreSQL start")
+    assert install < initdb < start < commands.index(server)
+    assert "--auth-host=scram-sha-256" in commands[initdb]
+    assert "listen_addresses = '127.0.0.1'" in commands[initdb]  # never the private network
+
+
+def test_the_database_password_is_made_on_the_head_and_in_no_file_here():
+    text = CLUSTER.read_text()
+    maker = _index(_head_commands(), lambda c: "~/.pgpass" in c and "urandom" in c, "password")
+    assert "umask 077" in _head_commands()[maker]  # mode 600 from the start, this user only
+    assert "PGPASSWORD" not in text and "--password" not in text
+    assert not re.search(r"://[^\s/@:]+:[^\s/@]+@", text)  # no user:password@ in a URI
+    # The role gets the generated password, read from the file at run time, on psql's stdin.
+    assert re.findall(r"PASSWORD\s+'([^']*)'", text) == ["%s"]
