@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-import re
+import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
-from mlflow.tracking import MlflowClient
 
 from trainables import GROUND_TRUTH
 from trainables.core import outputs
 from trainables.errors import UserError
 from trainables.metrics import ALIASES, SAMPLED
+
+from . import runs_sql, stores
+from .stores import shown_uri
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 # Final scores logged by trials (DESIGN section 6); per-epoch keys contain "/" and are excluded.
 PROGRESS_PREFIXES = ("metric_seconds_",)
@@ -25,14 +32,6 @@ class ResultsError(UserError, LookupError):
     """No such study or no runs; the message is one line."""
 
 
-_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/:@]*):[^@/]*@")
-
-
-def shown_uri(uri: str) -> str:
-    """A tracking URI as printed: a password in it (``postgresql://user:pw@...``) as ``***``."""
-    return _PASSWORD.sub(r"\1:***@", uri)
-
-
 def require_store(tracking_uri: str) -> None:
     """Read-only commands never create a tracking store: a missing SQLite file is one line, and
     so is a database that cannot be reached (MLflow itself retries for over a minute)."""
@@ -40,24 +39,12 @@ def require_store(tracking_uri: str) -> None:
         path = Path(tracking_uri.removeprefix("sqlite:///"))
         if not path.is_file():
             raise ResultsError(f"no tracking store at {tracking_uri} (no study has run here)")
-    elif tracking_uri.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql"):
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.pool import NullPool
-
-        engine = create_engine(
-            tracking_uri, poolclass=NullPool, connect_args={"connect_timeout": 10}
-        )
-        try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except Exception as err:
-            lines = str(getattr(err, "orig", None) or err).strip().splitlines() or [""]
+    elif stores.is_database(tracking_uri):
+        reason = stores.unreachable(tracking_uri)
+        if reason is not None:
             raise ResultsError(
-                f"tracking database {shown_uri(tracking_uri)} is not reachable "
-                f"({shown_uri(lines[0].strip())[:300]})"
-            ) from None
-        finally:
-            engine.dispose()
+                f"tracking database {shown_uri(tracking_uri)} is not reachable ({reason})"
+            )
 
 
 def load_runs(
@@ -68,23 +55,57 @@ def load_runs(
     since_ms: int | None = None,
     allow_empty: bool = False,
 ) -> pd.DataFrame:
-    """The study's trial runs (FINISHED only by default; ``since_ms``: ended at or after it)."""
+    """The study's trial runs (FINISHED only by default; ``since_ms``: ended at or after it).
+
+    A SQL store (SQLite, PostgreSQL) is read straight from its tables (``runs_sql``: the same
+    frame, a query per table, no MLflow import); a server through MLflow's client."""
     require_store(tracking_uri)
+    if stores.is_sql_store(tracking_uri):
+        try:
+            return _load_sql(tracking_uri, study, finished_only, since_ms, allow_empty)
+        except runs_sql.SchemaMismatch:
+            pass  # another MLflow's schema: its own client reads it
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(study)
     if experiment is None:
         known = sorted(e.name for e in client.search_experiments())
-        raise ResultsError(f"no study {study!r} in {shown_uri(tracking_uri)}; known: {known}")
+        raise _no_study(study, tracking_uri, known)
     status = " and attributes.status = 'FINISHED'" if finished_only else ""
     since = f" and attributes.end_time >= {since_ms}" if since_ms is not None else ""
     runs = runs_frame(client, experiment.experiment_id, f"tags.role = 'trial'{status}{since}")
     if runs.empty:
         if allow_empty:
             return runs
-        raise ResultsError(
-            f"study {study!r} has no finished trial runs in {shown_uri(tracking_uri)}"
-        )
-    return join_upstreams(runs.reset_index(drop=True), client)
+        raise _no_runs(study, tracking_uri)
+    return join_upstreams(runs.reset_index(drop=True), lambda ids: _upstreams_mlflow(client, ids))
+
+
+def _load_sql(
+    uri: str, study: str, finished_only: bool, since_ms: int | None, allow_empty: bool
+) -> pd.DataFrame:
+    db = runs_sql.engine(uri)
+    try:
+        experiment = runs_sql.experiment_id(db, study)
+        if experiment is None:
+            raise _no_study(study, uri, runs_sql.experiment_names(db))
+        runs = runs_sql.trial_runs(db, experiment, finished_only=finished_only, since_ms=since_ms)
+        if runs.empty:
+            if allow_empty:
+                return runs
+            raise _no_runs(study, uri)
+        return join_upstreams(runs, lambda ids: _upstreams_sql(db, ids))
+    finally:
+        db.dispose()
+
+
+def _no_study(study: str, uri: str, known: list[str]) -> ResultsError:
+    return ResultsError(f"no study {study!r} in {shown_uri(uri)}; known: {sorted(known)}")
+
+
+def _no_runs(study: str, uri: str) -> ResultsError:
+    return ResultsError(f"study {study!r} has no finished trial runs in {shown_uri(uri)}")
 
 
 def runs_frame(client: MlflowClient, experiment_id: str, filter_string: str) -> pd.DataFrame:
@@ -119,29 +140,23 @@ UPSTREAM_TAG = "tags.upstream_run_id"
 OUTPUTS_COLUMN = f"tags.{outputs.TAG}"  # the family's declared outputs, JSON (``Declared``)
 
 
-def join_upstreams(runs: pd.DataFrame, client: MlflowClient) -> pd.DataFrame:
+# An upstream run as a probe's table groups by: its params (no dataset.*), family, study, name.
+Upstream = dict[str, str]
+
+
+def join_upstreams(
+    runs: pd.DataFrame, lookup: Callable[[list[str]], dict[str, Upstream]]
+) -> pd.DataFrame:
     """Probe runs get their upstream run's params as ``params.upstream.<name>`` columns (and its
-    ``family`` and ``study``), so tables can group probes by what they were trained on."""
+    ``family`` and ``study``), so tables can group probes by what they were trained on.
+    ``lookup(run_ids)`` finds the upstream runs (one that is gone is missing from its answer)."""
     if UPSTREAM_TAG not in runs:
         return runs
-    joined: dict[str, dict[str, str]] = {}
-    for run_id in runs[UPSTREAM_TAG].dropna().unique():
-        if run_id == GROUND_TRUTH:
-            joined[run_id] = {"family": GROUND_TRUTH, "study": "", "run_name": GROUND_TRUTH}
-            continue
-        try:
-            upstream = client.get_run(run_id)
-        except Exception:  # deleted since: the probe's own tags still name it
-            joined[run_id] = {}
-            continue
-        params = {k: v for k, v in upstream.data.params.items() if not k.startswith("dataset.")}
-        experiment = client.get_experiment(upstream.info.experiment_id)
-        joined[run_id] = {
-            **params,
-            "family": upstream.data.tags.get("family", ""),
-            "study": experiment.name,
-            "run_name": upstream.info.run_name or "",
-        }
+    ids = [i for i in runs[UPSTREAM_TAG].dropna().unique() if i != GROUND_TRUTH]
+    joined: dict[str, Upstream] = {i: {} for i in ids}  # deleted since: the probe's tags name it
+    joined.update(lookup(ids) if ids else {})
+    if GROUND_TRUTH in set(runs[UPSTREAM_TAG].dropna()):
+        joined[GROUND_TRUTH] = {"family": GROUND_TRUTH, "study": "", "run_name": GROUND_TRUTH}
     columns = sorted({key for values in joined.values() for key in values})
     extra = pd.DataFrame(
         {
@@ -154,6 +169,41 @@ def join_upstreams(runs: pd.DataFrame, client: MlflowClient) -> pd.DataFrame:
         index=runs.index,
     )
     return pd.concat([runs, extra], axis=1)
+
+
+def _upstream(params: dict[str, str], family: str, study: str, run_name: str) -> Upstream:
+    own = {k: v for k, v in params.items() if not k.startswith("dataset.")}
+    return {**own, "family": family, "study": study, "run_name": run_name}
+
+
+def _upstreams_mlflow(client: MlflowClient, run_ids: list[str]) -> dict[str, Upstream]:
+    found = {}
+    for run_id in run_ids:
+        try:
+            run = client.get_run(run_id)
+        except Exception:  # deleted since
+            continue
+        study = client.get_experiment(run.info.experiment_id).name
+        found[run_id] = _upstream(
+            run.data.params, run.data.tags.get("family", ""), study, run.info.run_name or ""
+        )
+    return found
+
+
+def _upstreams_sql(db: Any, run_ids: list[str]) -> dict[str, Upstream]:
+    frame = runs_sql.runs_by_id(db, run_ids)
+    found = {}
+    for _, row in frame.iterrows():
+        params = {
+            k.removeprefix("params."): v
+            for k, v in row.items()
+            if k.startswith("params.") and isinstance(v, str)
+        }
+        tags = {k: row.get(f"tags.{k}") for k in ("family", "mlflow.runName")}
+        found[row["run_id"]] = _upstream(
+            params, tags["family"] or "", row["experiment_name"], tags["mlflow.runName"] or ""
+        )
+    return found
 
 
 def final_metric_columns(runs: pd.DataFrame) -> list[str]:
@@ -262,8 +312,9 @@ def load_studies(
 ) -> pd.DataFrame:
     """Finished trial runs of several studies in one frame (``tags.study`` tells them apart).
 
-    With ``cache``, each study's frame is kept as a pickle and refreshed with only the runs that
-    finished since (finished runs do not change); delete the folder to rebuild it.
+    With ``cache``, each study's frame is kept as a Parquet file (data only: reading it runs no
+    code, unlike a pickle) and refreshed with only the runs that finished since (finished runs do
+    not change); delete the folder to rebuild it.
     """
     frames = []
     for study in studies:
@@ -276,19 +327,21 @@ def load_studies(
 
 def _cached_runs(tracking_uri: str, study: str, cache: Path) -> pd.DataFrame:
     key = hashlib.sha256(f"{tracking_uri}\0{study}".encode()).hexdigest()[:16]
-    path = Path(cache) / f"{study}-{key}.pkl"
+    path = Path(cache) / f"{study}-{key}.parquet"
     if not path.is_file():
         runs = load_runs(tracking_uri, study)
     else:
-        cached = pd.read_pickle(path)
+        cached = pd.read_parquet(path)
         newest = int(cached["end_time"].max().timestamp() * 1000)
         fresh = load_runs(tracking_uri, study, since_ms=newest, allow_empty=True)
         if fresh.empty:
             return cached
         runs = pd.concat([cached[~cached["run_id"].isin(fresh["run_id"])], fresh], ignore_index=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    runs.to_pickle(path)
-    return runs
+    partial = path.with_suffix(f".{os.getpid()}.partial")  # a reader never sees half a file
+    runs.to_parquet(partial, index=False)
+    os.replace(partial, path)
+    return pd.read_parquet(path)  # the same frame a later, cached report reads
 
 
 def declared_outputs(runs: pd.DataFrame) -> outputs.Declared:

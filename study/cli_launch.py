@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from analysis.stores import resolve_tracking_uri
 from trainables.errors import UserError
 
 from . import causes
@@ -39,7 +40,8 @@ def run(
         list[str] | None, typer.Option("--set", help="Override a key: fixed.epochs=2")
     ] = None,
     verbose: Annotated[
-        bool, typer.Option("--verbose", help="Ray Tune's own trial tables instead of one line a change")
+        bool,
+        typer.Option("--verbose", help="Ray Tune's own trial tables instead of one line a change"),
     ] = False,
 ) -> None:
     """Run a study: validate the YAML, then one Ray Tune trial per grid point (or per sampled
@@ -66,7 +68,8 @@ def resume(
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default local)")] = None,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray")] = None,
     verbose: Annotated[
-        bool, typer.Option("--verbose", help="Ray Tune's own trial tables instead of one line a change")
+        bool,
+        typer.Option("--verbose", help="Ray Tune's own trial tables instead of one line a change"),
     ] = False,
 ) -> None:
     """Continue a study's latest launch with the config it was launched with (same parent run)."""
@@ -90,13 +93,14 @@ def _launch(
     verbose: bool = False,
 ) -> None:  # fmt: skip
 
+    from analysis.stores import shown_uri as shown
+
     from . import tracking
-    from .database import shown
     from .launch import run_study
 
     if num_cpus is not None and num_cpus < 1:
         fail(f"--num-cpus must be at least 1, got {num_cpus}")
-    uri = tracking.resolve_tracking_uri(tracking_uri)
+    uri = resolve_tracking_uri(tracking_uri)
     if spec.source is not None and spec.resolved_source is None:
         from .sources import resolve
 
@@ -132,7 +136,9 @@ def _launch(
     ended = causes.summary(result.causes)
     if result.interrupted:
         signalled = result.interrupted != causes.ENDED_EARLY
-        what = f"interrupted ({result.interrupted})" if signalled else "error: the launch ended early"
+        what = (
+            f"interrupted ({result.interrupted})" if signalled else "error: the launch ended early"
+        )
         errors.print(
             f"{what}{f' ({result.ray_error})' if result.ray_error else ''}: {result.n_finished} of "
             f"{result.n_trials} trials finished{f' ({ended})' if ended else ''}, the rest and the "
@@ -231,7 +237,7 @@ def sync(
     from . import tracking
     from .records import sync_study
 
-    uri = tracking.resolve_tracking_uri(tracking_uri)
+    uri = resolve_tracking_uri(tracking_uri)
     try:
         results = sync_study(study, uri, storage)
     except (UserError, tracking.TrackingUnreachable) as err:
@@ -254,5 +260,3 @@ def spec_yaml(spec) -> str:
     import yaml
 
     return yaml.safe_dump(json.loads(spec.model_dump_json()), sort_keys=False)
-
-

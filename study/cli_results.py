@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from analysis.stores import resolve_tracking_uri
 from trainables.errors import UserError
 
 from .cli_app import STORAGE_HELP, app, console, fail
@@ -35,12 +36,10 @@ def best(
     from analysis.results import filter_runs, load_runs, varying_params
     from analysis.tables import best_runs
 
-    from . import tracking
-
     if mode not in (None, "max", "min"):
         fail(f"--mode must be 'max' or 'min', got {mode!r}")
     try:
-        runs = load_runs(tracking.resolve_tracking_uri(tracking_uri), study)
+        runs = load_runs(resolve_tracking_uri(tracking_uri), study)
         runs = filter_runs(runs, where or "")
         ranked = best_runs(runs, metric, mode, top)
     except UserError as err:
@@ -86,10 +85,8 @@ def report(
     figures; also scores.md / scores.tex, summary.csv and runs.csv."""
     from analysis.report import write_report
 
-    from . import tracking
-
     try:
-        written = write_report(tracking.resolve_tracking_uri(tracking_uri), study, out, cache=cache)
+        written = write_report(resolve_tracking_uri(tracking_uri), study, out, cache=cache)
     except UserError as err:
         fail(str(err).strip("'\""))
     for path in written:
@@ -205,9 +202,15 @@ def show_data(
 
 @app.command()
 def reproduce(
-    paper: Annotated[str, typer.Argument(help="multitask (seed 000) or modular (seed 001)")],
-    scale: Annotated[str, typer.Option(help="cpu (2 cores, under an hour) or paper (a cluster)")] = "cpu",
-    out: Annotated[Path | None, typer.Option(help="Report folder (default reproduction/PAPER_SCALE)")] = None,
+    paper: Annotated[
+        str, typer.Argument(help="multitask (seed 000), modular (seed 001) or locatello (seed 002)")
+    ],
+    scale: Annotated[
+        str, typer.Option(help="cpu (2 cores, under an hour) or paper (a cluster)")
+    ] = "cpu",
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder (default reproduction/PAPER_SCALE)")
+    ] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
     storage: Annotated[str, typer.Option(help=STORAGE_HELP)] = "ray_results",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default local)")] = None,
@@ -230,7 +233,7 @@ def reproduce(
             raise SpecError(f"{chain_file}: paper: {chain.paper!r}, not {paper!r}")
     except UserError as err:
         fail(str(err))
-    uri = tracking.resolve_tracking_uri(tracking_uri)
+    uri = resolve_tracking_uri(tracking_uri)
     out = out or Path("reproduction") / f"{paper}_{scale}"
     if not report_only:
         try:
@@ -282,7 +285,8 @@ def rerun_spec(run: Any, study: str) -> dict:
     logged = {
         name.removeprefix("params."): value
         for name, value in run.items()
-        if name.startswith("params.") and isinstance(value, str)
+        if name.startswith("params.")
+        and isinstance(value, str)
         and not name.startswith("params.upstream.")  # joined from the upstream run, not ours
     }
     params = unflatten(logged)
@@ -296,5 +300,7 @@ def rerun_spec(run: Any, study: str) -> dict:
         "fixed": params,
     }
     if upstream is not None:
-        spec["source"] = {"ground_truth": True} if upstream == GROUND_TRUTH else {"runs": [upstream]}
+        spec["source"] = (
+            {"ground_truth": True} if upstream == GROUND_TRUTH else {"runs": [upstream]}
+        )
     return spec

@@ -18,33 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
+from analysis.stores import PASSWORD
+
 from .errors import SpecError
 from .storage import StoragePath, storage_path
 
-DATABASES = ("postgresql", "mysql", "mssql")  # MLflow's SQLAlchemy stores besides SQLite
 ARTIFACTS = "mlartifacts"
 MAX_RUN_ARTIFACT_URI = 200  # MLflow's runs.artifact_uri column: <location>/<run id>/artifacts
 _RUN_SUFFIX = len("/") + 32 + len("/artifacts")
 _LOCK_KEY = 0x64735F73746F7265  # pg_advisory_lock key: "ds_store", one per database
-_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/:@]*):([^@/]*)@")
-
-
-def is_database(uri: str) -> bool:
-    """``postgresql://...``, ``postgresql+psycopg2://...``, ``mysql://...``: a server database."""
-    return uri.split(":", 1)[0].split("+", 1)[0].lower() in DATABASES
-
-
-def shown(uri: str) -> str:
-    """The URI as printed or logged: a password in it becomes ``***``.
-
-    Better still, keep it out of the URI: PostgreSQL's client reads ``~/.pgpass`` (mode 600)
-    when the URI names no password, and so nothing prints it, logs it or shows it in ``ps``."""
-    return _PASSWORD.sub(r"\1:***@", uri)
 
 
 def password_to_env(uri: str) -> str:
@@ -53,37 +39,11 @@ def password_to_env(uri: str) -> str:
     a launch hands its trials and callbacks into files on the study's storage (``tuner.pkl``),
     and a password must not be there. Trials on other nodes of a cluster read theirs from
     ``~/.pgpass``; better, they log through an mlflow server (docs/cluster.md)."""
-    found = _PASSWORD.match(uri)
+    found = PASSWORD.match(uri)
     if found is None or not uri.lower().startswith("postgresql"):
         return uri
     os.environ["PGPASSWORD"] = unquote(found.group(2))
-    return _PASSWORD.sub(r"\1@", uri)
-
-
-def unreachable(uri: str, timeout_s: int = 10) -> str | None:
-    """Why the database cannot be reached (one line, no password), or None when it can."""
-    from sqlalchemy import create_engine, make_url, text
-    from sqlalchemy.pool import NullPool
-
-    try:
-        url = make_url(uri)
-        timeout = {"connect_timeout": timeout_s} if url.get_backend_name() != "mssql" else {}
-        engine = create_engine(url, poolclass=NullPool, connect_args=timeout)
-    except Exception as err:  # no driver, a malformed URI
-        return _first_line(err)
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as err:  # refused, unknown host, authentication, no such database
-        return _first_line(getattr(err, "orig", None) or err)
-    finally:
-        engine.dispose()
-    return None
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return shown(lines[0] if lines else type(err).__name__)[:300]
+    return PASSWORD.sub(r"\1@", uri)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from ray.exceptions import RayError
 from ray.tune.error import TuneError
 
 from trainables import get_family
+from trainables.metrics import metric_directions
 
 from . import causes, database, sources, tracking
 from .callbacks import CloseRuns
@@ -226,7 +227,8 @@ def _run_locked(
 ) -> StudyResult:  # fmt: skip
     init_ray(address, num_cpus)
     check_resources(spec)
-    declared = get_family(spec.family).declared  # what its runs report: their tag, the plan's
+    # what its runs report (their tag, the plan's), with the metrics' directions for readers
+    declared = get_family(spec.family).declared.with_metric_directions(metric_directions())
     plan = launch_plan(spec, declared)
 
     # Before MLflow is written: it can fail.

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from mlflow.entities import RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from analysis import stores
 from trainables.core.outputs import TAG as OUTPUTS_TAG
 
 from . import database
@@ -29,20 +30,9 @@ from .causes import TAG as CAUSE_TAG
 from .params import flatten, trial_label, upstream_label
 
 T = TypeVar("T")
-DEFAULT_STORE = "mlruns.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 ROLE_TAG = "role"
 MAX_RUN_NAME = 250  # MLflow's runs.name column: enforced by every database but SQLite
-
-
-def default_tracking_uri(directory: str | Path | None = None) -> str:
-    """Embedded default: a SQLite file in the working directory."""
-    return f"sqlite:///{(Path(directory or Path.cwd()) / DEFAULT_STORE).resolve()}"
-
-
-def resolve_tracking_uri(cli_uri: str | None = None) -> str:
-    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the local SQLite store."""
-    return cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
 def artifact_location(uri: str, study: str, storage: Any = None) -> str | None:
@@ -50,7 +40,7 @@ def artifact_location(uri: str, study: str, storage: Any = None) -> str | None:
     database, the study's storage (``study.database``); a server decides its own."""
     if uri.startswith("sqlite:///"):
         return (Path(uri.removeprefix("sqlite:///")).parent / DEFAULT_ARTIFACTS / study).as_uri()
-    if database.is_database(uri) and storage is not None:
+    if stores.is_database(uri) and storage is not None:
         return database.artifact_location(storage, study)
     return None
 
@@ -88,7 +78,7 @@ def ensure_store(uri: str) -> None:
     same way when empty: there the lock is an advisory lock in the database itself
     (``study.database``). Other databases migrate with ``mlflow db upgrade`` once, by hand."""
     sqlite = uri.startswith("sqlite:///")
-    if uri in _READY or not (sqlite or database.is_database(uri)):
+    if uri in _READY or not (sqlite or stores.is_database(uri)):
         return
     # MLflow says "Creating initial MLflow database tables..." at INFO: nothing to act on.
     quiet = logging.getLogger("mlflow.store.db.utils")
@@ -210,11 +200,11 @@ class TrackingUnreachable(RuntimeError):
 
 def check_reachable(uri: str) -> None:
     """Fail in one line, before Ray starts, when the tracking store cannot be reached."""
-    if database.is_database(uri):
-        reason = database.unreachable(uri)
+    if stores.is_database(uri):
+        reason = stores.unreachable(uri)
         if reason is not None:
             raise TrackingUnreachable(
-                f"tracking database {database.shown(uri)} is not reachable ({reason}); "
+                f"tracking database {stores.shown_uri(uri)} is not reachable ({reason}); "
                 "start it or pass --tracking-uri"
             )
         return
@@ -227,7 +217,7 @@ def check_reachable(uri: str) -> None:
     except requests.RequestException as err:
         reason = type(err).__name__
         raise TrackingUnreachable(
-            f"tracking server {database.shown(uri)} is not reachable ({reason}); start it or "
+            f"tracking server {stores.shown_uri(uri)} is not reachable ({reason}); start it or "
             "pass --tracking-uri"
         ) from None
 

@@ -112,7 +112,8 @@ def _string_constants(path: Path) -> set[str]:
 
 
 # The papers' findings and reproductions name the metrics their claims are about; nothing else does.
-PAPERS = {"findings.py", "findings_modular.py", "reproduction.py", "paper_values.py"}
+PAPERS = {"findings.py", "findings_modular.py", "findings_locatello.py", "reproduction.py",
+          "reproduction_locatello.py", "paper_values.py"}  # fmt: skip
 
 
 def test_metrics_and_analysis_name_no_family_output():
@@ -147,6 +148,37 @@ def test_the_tag_fits_mlflow_and_round_trips():
     assert Declared.from_dict(later).direction("rmse") is False  # a later version's extra keys
     many = Declared(tuple(Output(f"o{i}_*", True, description="x" * 80) for i in range(80)))
     assert len(many.to_tag()) <= TAG_LIMIT and "description" not in many.to_tag()
+
+
+def test_a_tag_with_the_metrics_directions_answers_without_the_registry():
+    """A launch records every registered metric output's direction in the runs' tag: a reader
+    (``study best``) ranks by it without importing the metric registry (seconds of imports)."""
+    import subprocess
+    import sys
+
+    from trainables.metrics import metric_directions
+
+    recorded = metric_directions()
+    assert recorded["mig"] is True and recorded["factor_vae_active_dims"] is None
+    assert set(recorded) == {o for spec in METRICS.values() for o in spec.outputs}
+    tag = get_family("vae").declared.with_metric_directions(recorded).to_tag()
+    assert len(tag) <= TAG_LIMIT
+    code = (
+        "import sys, json\n"
+        "from trainables.core.outputs import Declared\n"
+        "d = Declared.from_tag(sys.stdin.read())\n"
+        "names = ['mig', 'mig_sampled', 'dci_disentanglement', 'gaussian_total_correlation',"
+        " 'reconstruction_loss']\n"
+        "print(json.dumps([d.direction(n) for n in names]))\n"
+        "print('catalog' if 'trainables.metrics.catalog' in sys.modules else 'no registry')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input=tag, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    answers, loaded = out.stdout.strip().splitlines()
+    assert json.loads(answers) == [True, True, True, None, False]
+    assert loaded == "no registry"
+    merged = Declared.merge([Declared.from_tag(tag), get_family("multitask").declared])
+    assert dict(merged.metric_directions) == recorded
 
 
 def _trial_run(client, experiment, info, family, metrics, tagged=True):

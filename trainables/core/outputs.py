@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..metrics import SAMPLED
@@ -89,6 +89,9 @@ class Declared:
     outputs: tuple[Output, ...] = ()
     pictures: tuple[str, ...] = ()
     """The PNG artifacts a report shows of each run, best first."""
+    metric_directions: tuple[tuple[str, bool | None], ...] = ()
+    """The registered metrics' outputs and their directions when the tag was made (at launch):
+    a reader ranks by them without loading the metric registry (scikit-learn, SciPy: seconds)."""
 
     @classmethod
     def of(cls, trainer: Any) -> Declared:
@@ -100,7 +103,10 @@ class Declared:
         outputs = [o.as_dict() for o in self.outputs]
         if not descriptions:
             outputs = [{k: v for k, v in o.items() if k != "description"} for o in outputs]
-        return {"outputs": outputs, "pictures": list(self.pictures)}
+        out: dict[str, Any] = {"outputs": outputs, "pictures": list(self.pictures)}
+        if self.metric_directions:
+            out["metric_directions"] = dict(self.metric_directions)
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> Declared:
@@ -113,7 +119,12 @@ class Declared:
                 Output(**{k: v for k, v in o.items() if k in known})
                 for o in data.get("outputs") or ()
             )
-            return cls(outputs, tuple(str(p) for p in data.get("pictures") or ()))
+            directions = tuple(
+                (str(k), v)
+                for k, v in (data.get("metric_directions") or {}).items()
+                if v is None or isinstance(v, bool)
+            )
+            return cls(outputs, tuple(str(p) for p in data.get("pictures") or ()), directions)
         except (AttributeError, TypeError, ValueError):
             return cls()
 
@@ -139,7 +150,10 @@ class Declared:
         picture that follows it in its family's list)."""
         outputs: dict[str, Output] = {}
         pictures: list[str] = []
+        directions: dict[str, bool | None] = {}
         for declared in many:
+            for name, higher in declared.metric_directions:
+                directions.setdefault(name, higher)
             for output in declared.outputs:
                 outputs.setdefault(output.name, output)
             for i, picture in enumerate(declared.pictures):
@@ -147,7 +161,12 @@ class Declared:
                     continue
                 after = [p for p in declared.pictures[i + 1 :] if p in pictures]
                 pictures.insert(pictures.index(after[0]) if after else len(pictures), picture)
-        return cls(tuple(outputs.values()), tuple(pictures))
+        return cls(tuple(outputs.values()), tuple(pictures), tuple(directions.items()))
+
+    def with_metric_directions(self, directions: Mapping[str, bool | None]) -> Declared:
+        """These declarations carrying the registered metrics' ``directions`` (``metrics.
+        metric_directions()``), so that the tag made from them answers ``direction`` alone."""
+        return replace(self, metric_directions=tuple(directions.items()))
 
     # -- reading ------------------------------------------------------------------------------
     def find(self, name: str) -> Output | None:
@@ -164,9 +183,13 @@ class Declared:
         output = self.find(name)
         if output is not None and not output.of_metrics:
             return output.higher_is_better
+        metric = name if output is None else name.removeprefix(output.prefix)
+        recorded = dict(self.metric_directions)
+        if metric in recorded:
+            return recorded[metric]
         from ..metrics import higher_is_better  # the registry loads on first use
 
-        return higher_is_better(name if output is None else name.removeprefix(output.prefix))
+        return higher_is_better(metric)
 
     def is_detail(self, name: str) -> bool:
         output = self.find(name.removesuffix(SAMPLED))

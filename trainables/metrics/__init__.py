@@ -26,6 +26,7 @@ _LAZY = {
             "get_metric",
             "register_metric",
             "higher_is_better",
+            "metric_directions",
             "run_metrics",
         ),
         ".catalog",

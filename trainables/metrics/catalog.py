@@ -412,6 +412,12 @@ def run_metrics(
     return scores, {name: seconds[name] for name in names}
 
 
+def metric_directions() -> dict[str, bool | None]:
+    """Every registered metric's outputs and their directions (``higher_is_better``): what a
+    launch records in its runs' tag, so readers need not load this registry."""
+    return {o: higher_is_better(o) for spec in METRICS.values() for o in spec.outputs}
+
+
 def higher_is_better(output: str) -> bool | None:
     """Direction of a registered metric's output, or None if unknown or not a score (counts, TC).
 
