@@ -1,12 +1,13 @@
 """The ``study`` command: run | resume | status | sync | evaluate | best | report | reproduce | score |
-show-data | list. Bad input (a ``UserError``) exits 2 with one line on stderr; anything else is a
-bug and keeps its traceback."""
+rescore | show-data | list. Bad input (a ``UserError``) exits 2 with one line on stderr; anything
+else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
 import sys
 
-from . import cli_evaluate, cli_launch, cli_results  # noqa: F401 (each registers its commands)
+# Each registers its commands.
+from . import cli_evaluate, cli_launch, cli_rescore, cli_results  # noqa: F401
 from .cli_app import app, errors
 
 

@@ -11,9 +11,9 @@ from rich.console import Console
 # MLflow draws a progress bar per artifact download: noise in a command that prints its own output
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-HELP = """The ``study`` command: run | resume | status | sync | best | report | reproduce | score |
-show-data | list. Bad input exits 2 with one line on stderr; anything else is a bug and keeps its
-traceback."""
+HELP = """The ``study`` command: run | resume | status | sync | evaluate | best | report | reproduce |
+score | rescore | show-data | list. Bad input exits 2 with one line on stderr; anything else is a bug
+and keeps its traceback."""
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
 console = Console()
