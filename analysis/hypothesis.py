@@ -117,13 +117,14 @@ def _t_result(
             p = 0.0 if (diff > 0) == (alternative == "greater") else 1.0
         return statistic, p, diff, diff
     statistic = diff / se
+    # scipy.stats.t's sf, cdf and ppf, without their argument checks (a tenth of the time)
     if alternative == "two-sided":
-        p = 2 * stats.t.sf(abs(statistic), df)
+        p = 2 * special.stdtr(df, -abs(statistic))  # t.sf(|t|, df)
     elif alternative == "greater":
-        p = stats.t.sf(statistic, df)
+        p = special.stdtr(df, -statistic)  # t.sf(t, df)
     else:
-        p = stats.t.cdf(statistic, df)
-    half = stats.t.ppf(0.5 + confidence / 2, df) * se
+        p = special.stdtr(df, statistic)  # t.cdf(t, df)
+    half = special.stdtrit(df, 0.5 + confidence / 2) * se  # t.ppf
     return float(statistic), float(min(p, 1.0)), diff - half, diff + half
 
 
@@ -152,7 +153,7 @@ def _series(values: Mapping[Hashable, float] | pd.Series) -> pd.Series:
     if not series.index.is_unique:
         duplicated = list(series.index[series.index.duplicated()].unique())
         raise ValueError(f"seeds {duplicated} appear more than once: pairing is ambiguous")
-    return series.astype(float)
+    return series if series.dtype == np.float64 else series.astype(float)
 
 
 def _array(values: Sequence[float] | pd.Series | Mapping[Hashable, float]) -> np.ndarray:
@@ -195,10 +196,16 @@ def paired(
     """
     _check(alternative, confidence)
     left, right = _series(a), _series(b)
-    seeds = left.index.intersection(right.index, sort=False)
-    left, right = left.loc[seeds], right.loc[seeds]
-    both = left.notna().to_numpy() & right.notna().to_numpy()
-    x, y = left.to_numpy()[both], right.to_numpy()[both]
+    keys, seeds = left.index.tolist(), right.index.tolist()
+    if all(type(k) is str for k in keys + seeds) or all(type(k) is int for k in keys + seeds):
+        # seeds all text or all integers: a dict matches them as the index does, much faster
+        position = {seed: i for i, seed in enumerate(seeds)}
+        mine = [i for i, key in enumerate(keys) if key in position]  # in a's order, as the index
+        x, y = left.to_numpy()[mine], right.to_numpy()[[position[keys[i]] for i in mine]]
+    else:  # mixed keys (1 and 1.0, NaN): the index's own matching
+        shared = left.index.intersection(right.index, sort=False)
+        x, y = left.loc[shared].to_numpy(), right.loc[shared].to_numpy()
+    x, y = x[(both := ~np.isnan(x) & ~np.isnan(y))], y[both]
     n = len(x)
     if n < 2:
         return _none(names, n, n, _mean(x), _mean(y), alternative)
@@ -294,7 +301,7 @@ def compare(
     Returns:
         The result of ``paired`` or ``welch``.
     """
-    left, right = a.dropna(), b.dropna()
+    left, right = a.dropna() if a.hasnans else a, b.dropna() if b.hasnans else b
     pairable = (
         left.index.is_unique
         and right.index.is_unique
@@ -409,14 +416,16 @@ def ordering(
         ``"multi_head > one_head (p=0.003) ≥ random (p=0.2, n.s.) > single_task (p=0.01)"``.
         Groups without any value rank last.
     """
-    means = {name: float(pd.Series(v, dtype=float).mean()) for name, v in values.items()}
+    values = {name: v if isinstance(v, pd.Series) and v.dtype == np.float64  # a float Series
+              else pd.Series(v, dtype=float) for name, v in values.items()}  # fmt: skip
+    means = {name: float(v.mean()) for name, v in values.items()}
     sign = -1.0 if higher_is_better else 1.0
     # sorted() is stable: groups with equal means keep the mapping's order.
     groups = sorted(means, key=lambda g: (math.isnan(means[g]), sign * means[g]))
     alternative = "greater" if higher_is_better else "less"
     steps = holm_table([
-        compare(pd.Series(values[better], dtype=float), pd.Series(values[worse], dtype=float),
-                alternative=alternative, confidence=confidence, names=(better, worse))
+        compare(values[better], values[worse], alternative=alternative, confidence=confidence,
+                names=(better, worse))
         for better, worse in pairwise(groups)
     ])  # fmt: skip
     strict, weak = (">", "≥") if higher_is_better else ("<", "≤")

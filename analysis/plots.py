@@ -47,6 +47,17 @@ def _kind(metric: str, direction: Direction = higher_is_better) -> str:
     return "score" if higher is True else "error" if higher is False else "other"
 
 
+def best_positions(values: Sequence[float], higher: bool | None, limit: int) -> list[int]:
+    """Positions of the ``limit`` best values (by ``higher``; unknown: higher), in their given
+    order: every position while there are no more (a figure of hundreds of groups shows its best
+    ones). NaN ranks last; equal values keep their order."""
+    if len(values) <= limit:
+        return list(range(len(values)))
+    sign = 1.0 if higher is False else -1.0
+    order = sorted(range(len(values)), key=lambda i: (math.isnan(values[i]), sign * values[i]))
+    return sorted(order[:limit])
+
+
 # --- 1. grouped bars, one panel per metric scale ---------------------------------------------
 
 
@@ -141,14 +152,22 @@ def plot_bar_panels(panels: Sequence[Panel], title: str = ""):
 
 # --- 2. correlation heatmap ------------------------------------------------------------------
 
+MAX_ANNOTATED = 20  # metrics: a heatmap of more has cells too small for their numbers
+
 
 def plot_correlation_heatmap(matrix: pd.DataFrame, title: str = "", digits: int = 2):
-    """Annotated heatmap; the colour scale is fixed to [-1, 1] so figures compare across studies."""
+    """Annotated heatmap; the colour scale is fixed to [-1, 1] so figures compare across studies.
+
+    Past ``MAX_ANNOTATED`` metrics the cells carry no numbers (too small to read: a table has
+    them) and shrink so that the figure stays the size of ``MAX_ANNOTATED`` metrics'."""
     values = matrix.to_numpy(dtype=float)
     rows, cols = values.shape
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * cols + 2.5), max(3.5, 0.6 * rows + 2.0)))
+    scale = min(1.0, MAX_ANNOTATED / max(rows, cols, 1))
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, 0.8 * cols * scale + 2.5), max(3.5, 0.6 * rows * scale + 2.0))
+    )
     image = ax.imshow(values, cmap="RdBu_r", vmin=-1.0, vmax=1.0)
-    for i in range(rows):
+    for i in range(rows if scale == 1.0 else 0):
         for j in range(cols):
             if np.isnan(values[i, j]):
                 continue  # left blank: too few runs with both metrics

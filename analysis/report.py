@@ -18,11 +18,11 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from trainables.core.outputs import Declared
-from trainables.metrics import selection
 
 from . import hypothesis, plots, stats, tables
 from . import report_analyses as analyses
 from .document import Document
+from .report_analyses import label as _label
 from .results import (
     Design,
     declared_outputs,
@@ -37,10 +37,13 @@ from .results import (
 # the runs' families declare primary (``Trainer.outputs``), then these registered metrics.
 LEADING_METRICS = ("mig", "dci_disentanglement")
 MAX_CURVE_RUNS = 60  # learning curves: enough lines to see the spread, few enough to read
+# Past these many groups (a study at Locatello et al.'s scale has 250) a figure or a ranking shows
+# the best groups by the leading metric, and says so; the tables and tests keep every group.
+MAX_FIGURE_GROUPS = 24  # bars and violins
+MAX_RANKED = 24  # the answer's rankings written out (every step is tested; a CSV holds them all)
 # Learning curves: the families' declared ones, else a validation loss by the name
 # ``Trainer.validate`` suggests, else the loop's own training loss.
 FALLBACK_CURVES = ("val/loss", "train/loss")
-METRIC_PICTURES = ("dci_importance.png",)  # drawn by a metric, after the families' pictures
 
 
 def write_report(
@@ -70,7 +73,7 @@ def write_report(
         stats.interval_table(runs, by, metrics) if by else stats.interval_table(runs, [], metrics)
     )
     marks = stats.best_marks(interval, metrics, direction)
-    _answer(doc, runs, designs, metrics, by, skipped, direction)
+    written += _answer(doc, runs, designs, metrics, by, skipped, direction, out)
     _scores(doc, interval, marks, metrics, out, written)
     analyses.single_task(doc, runs, metrics, skipped, direction)
     analyses.agreement(doc, runs, metrics, skipped, direction)
@@ -78,7 +81,7 @@ def write_report(
     analyses.transfer(doc, runs, designs, metrics, skipped, direction)
     _figures(doc, runs, summary, metrics, by, skipped, direction)
     _curves(doc, client, runs, summary, by, skipped, declared)
-    _pictures(doc, client, runs, by, metrics, out, skipped, declared)
+    analyses.pictures(doc, client, runs, by, metrics, out, skipped, declared)
     doc.heading("Skipped")
     doc.bullets(skipped or ["nothing: every section had the data it needs"])
     written += doc.write(out)
@@ -162,21 +165,17 @@ def tables_launches(runs) -> str:
     return f"Launches pooled: {len(counts)} ({listed})."
 
 
-def _label(key) -> str:
-    parts = key if isinstance(key, tuple) else (key,)
-    shown = [stats.short_key(p) for p in parts if not pd.isna(p)]  # NaN: a param it lacks
-    return " / ".join(shown) or "-"
-
-
-def _answer(doc, runs, designs, metrics, by, skipped, direction) -> None:
+def _answer(doc, runs, designs, metrics, by, skipped, direction, out: Path) -> list[Path]:
     """Per metric, the groups ranked best first with each step down tested over replicates
     (``hypothesis.ordering``: one-sided, paired where groups share seeds, Welch otherwise), Holm's
-    correction across every step of the table; the metrics the study asks about lead."""
+    correction across every step of the table; the metrics the study asks about lead. Past
+    ``MAX_RANKED`` groups a ranking is written out to its best ones, and every step goes to
+    ``answer_steps.csv``."""
     doc.heading("The answer, where the data gives one")
     if not by:
         doc.paragraph("One group only: nothing to compare.", answer=True)
         skipped.append("answer: the runs form one group (no swept parameter besides the seed)")
-        return
+        return []
     asked = [m for d in designs.values() for m in d.question]
     asked = [m for m in dict.fromkeys(asked) if f"metrics.{m}" in runs]
     alpha = min((d.alpha for d in designs.values()), default=0.05)
@@ -185,14 +184,14 @@ def _answer(doc, runs, designs, metrics, by, skipped, direction) -> None:
     orderings: dict[str, tuple[list[str], list]] = {}
     for metric in asked + others:
         values = stats.group_values(runs, by, metric, replicate)
-        values = {g: v for g, v in values.items() if len(v.dropna())}
+        values = {g: v for g, v in values.items() if (~np.isnan(v.to_numpy(float))).any()}
         if len(values) < 2:
             continue
         ranked = hypothesis.ordering(values, higher_is_better=bool(direction(metric)))
         orderings[metric] = (ranked.groups, list(ranked.steps))
     if not orderings:
         skipped.append("answer: no metric with a known direction and two groups")
-        return
+        return []
     # Holm across the cells of the table: the question's steps as one family, the rest as another
     for family in (asked, others):
         steps = [s for m in family if m in orderings for s in orderings[m][1]]
@@ -207,21 +206,27 @@ def _answer(doc, runs, designs, metrics, by, skipped, direction) -> None:
         f"{'the question' if asked else 'all'} metrics; '>' / '<': significant at {alpha:g}, "
         f"'≥' / '≤': not (n.s.)."
     )
-    lines, rows = [], []
+    lines, rows, every = [], [], []
     for metric, (groups, steps) in orderings.items():
         higher = bool(direction(metric))
         strict, weak = (">", "≥") if higher else ("<", "≤")
         text = [groups[0]]
-        for step in steps:
+        for i, step in enumerate(steps):
             significant = not np.isnan(step.p_holm) and step.p_holm <= alpha
             p = "n/a" if np.isnan(step.p_holm) else f"{step.p_holm:.2g}"
-            text.append(f"{strict} {step.b} (p={p})" if significant else f"{weak} {step.b} (p={p}, n.s.)")
-            rows.append({
+            row = {
                 "metric": metric, "step": f"{step.a} vs {step.b}", "test": step.test,
                 "n": f"{step.n_a}, {step.n_b}", "difference [95% CI]":
                 f"{step.diff:+.4g} [{step.ci_low:.3g}, {step.ci_high:.3g}]",
                 "effect": f"{step.effect:.3g}", "p": f"{step.p:.2g}", "p (Holm)": p,
-            })  # fmt: skip
+            }  # fmt: skip
+            every.append(row)
+            if i + 1 < MAX_RANKED:  # the step down to the MAX_RANKED-th group is the last shown
+                relation, note = (strict, "") if significant else (weak, ", n.s.")
+                text.append(f"{relation} {step.b} (p={p}{note})")
+                rows.append(row)
+        if len(groups) > MAX_RANKED:
+            text.append(f"{weak} ... ({len(groups) - MAX_RANKED} more groups)")
         n_sig = sum(not np.isnan(s.p_holm) and s.p_holm <= alpha for s in steps)
         verdict = "every step significant" if n_sig == len(steps) else (
             f"{n_sig} of {len(steps)} steps significant")  # fmt: skip
@@ -237,6 +242,15 @@ def _answer(doc, runs, designs, metrics, by, skipped, direction) -> None:
     doc.table(pd.DataFrame(rows).set_index("metric"), "each step of the rankings above")
     if not asked:
         skipped.append("answer: the study declares no question metrics (question: {metrics: [...]})")
+    if len(every) == len(rows):
+        return []
+    pd.DataFrame(every).to_csv(out / "answer_steps.csv", index=False)
+    most = max(len(groups) for groups, _ in orderings.values())
+    skipped.append(
+        f"answer: each ranking is written out to its {MAX_RANKED} best groups (of up to {most}); "
+        f"all {len(every)} steps were tested and Holm-corrected, and answer_steps.csv lists them"
+    )
+    return [out / "answer_steps.csv"]
 
 
 def _contrasts(runs, by, metrics, contrasts, replicate, alpha, direction) -> list[str]:
@@ -322,27 +336,44 @@ def _summary_files(runs, summary, out: Path) -> list[Path]:
 
 
 def _figures(doc, runs, summary, metrics, by, skipped, direction) -> None:
+    """Bars of every metric and violins of the leading one; past ``MAX_FIGURE_GROUPS`` groups,
+    of the groups best by the leading metric's mean (said in the caption and under Skipped)."""
     doc.heading("Figures")
+    first = next((m for m in metrics if direction(m) is not None), None)
+    shown, capped = summary, ""
+    if first is not None and first in summary.columns.get_level_values(0):
+        means = summary[(first, "mean")].tolist()
+        rows = plots.best_positions(means, direction(first), MAX_FIGURE_GROUPS)
+        if len(rows) < len(summary):
+            shown, capped = summary.iloc[rows], f"; the {len(rows)} of {len(summary)} groups"
+            skipped.append(f"bars: the {len(rows)} of {len(summary)} groups best by {first}")
     panels = plots.bar_panels(
-        summary, [m for m in metrics if m in summary.columns.get_level_values(0)], direction
+        shown, [m for m in metrics if m in summary.columns.get_level_values(0)], direction
     )
     if panels:
         doc.figure(
             plots.png_bytes(plots.plot_bar_panels(panels, "mean ± std per group")),
             "scores.png",
-            "Scores per group, one panel per metric scale",
+            "Scores per group, one panel per metric scale"
+            + (f"{capped} best by {first} (the Scores table has them all)" if capped else ""),
         )
     else:
         skipped.append("bars: no metric with a known direction")
-    first = next((m for m in metrics if direction(m) is not None), None)
     if first is not None:
         groups = plots.violin_groups(runs, first, by)
+        means = [float(np.mean(values)) for _, values in groups]
+        kept = plots.best_positions(means, direction(first), MAX_FIGURE_GROUPS)
+        best = f"the {len(kept)} of {len(groups)} groups best by mean {first}"
+        if len(kept) < len(groups):
+            skipped.append(f"violins: {best} (of those with two runs)")
         if groups:
-            violins = plots.plot_violins(groups, first, f"{first} per group", direction)
+            chosen = [groups[i] for i in kept]
+            violins = plots.plot_violins(chosen, first, f"{first} per group", direction)
             doc.figure(
                 plots.png_bytes(violins),
                 f"violins_{first}.png",
-                f"Distribution of {first} over each group's runs",
+                f"Distribution of {first} over each group's runs"
+                + (f"; {best}" if len(kept) < len(groups) else ""),
             )
         else:
             skipped.append(f"violins: no group has two runs of {first}")
@@ -372,46 +403,3 @@ def _curves(doc, client, runs, summary, by, skipped, declared) -> None:
     )
     if len(runs) > MAX_CURVE_RUNS:
         skipped.append(f"learning curves: drew the first {MAX_CURVE_RUNS} of {len(runs)} runs")
-
-
-def _pictures(doc, client, runs, by, metrics, out: Path, skipped, declared) -> None:
-    """The trials' own pictures (those their families declare): for each group, its best run's
-    (by the first metric it logs)."""
-    scored = [m for m in metrics if declared.direction(m) is not None]
-    keys = [f"params.{b}" for b in by]
-    groups = runs.groupby(keys, dropna=False) if keys else [("all", runs)]
-    best, used = [], []
-    for key, group in groups:
-        metric = next((m for m in scored if group[f"metrics.{m}"].notna().any()), None)
-        if metric is None:
-            continue
-        mode = selection.default_mode(metric, declared.direction)  # ``scored``: each has one
-        values = group[f"metrics.{metric}"]
-        row = selection.best(list(values.index), values.get, mode)
-        best.append((_label(key), group.at[row, "run_id"]))
-        used.append(metric)
-    first = ", ".join(dict.fromkeys(used))
-    folder = out / "pictures"
-    for picture in dict.fromkeys([*declared.pictures, *METRIC_PICTURES]):
-        images = []
-        for label, run_id in best:
-            try:
-                path = client.download_artifacts(run_id, picture, str(folder / run_id))
-            except Exception:  # this family does not draw it
-                continue
-            images.append((label, Path(path)))
-        if not images:
-            continue
-        doc.figure(
-            plots.png_bytes(
-                plots.picture_panel(
-                    images,
-                    columns=min(3, len(images)),
-                    title=f"{picture} of each group's best run by {first}",
-                )
-            ),
-            f"panel_{picture}",
-            f"{picture}: each group's best run by {first}",
-        )
-    if not best:
-        skipped.append("pictures: no run with a score to pick by")
