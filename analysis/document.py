@@ -12,6 +12,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 _STYLE = """
@@ -127,20 +128,20 @@ class Document:
 
 
 def _cells(table: Table) -> tuple[list[str], list[list[tuple[str, bool]]], int]:
-    """Header, rows of (text, bold) and how many leading columns are group keys."""
+    """Header, rows of (text, bold) and how many leading columns are group keys. Each column is
+    read once (a report of thousands of runs has tables of thousands of cells)."""
     frame = table.frame.reset_index()
     keys = len(frame.columns) - len(table.frame.columns)
     header = [str(c) for c in frame.columns]
-    rows = []
-    for i in range(len(frame)):
-        row = []
-        for j, column in enumerate(frame.columns):
-            bold = False
-            if j >= keys and table.bold is not None and column in table.bold.columns:
-                bold = bool(table.bold.iloc[i][column])
-            value = frame.iloc[i, j]
-            row.append(("" if pd.isna(value) else str(value), bold))
-        rows.append(row)
+    values = frame.to_numpy(dtype=object)
+    bold = np.zeros(values.shape, dtype=bool)
+    for j, column in enumerate(frame.columns):
+        if j >= keys and table.bold is not None and column in table.bold.columns:
+            bold[:, j] = [bool(b) for b in table.bold[column].to_numpy()]
+    rows = [
+        [("" if pd.isna(v) else str(v), bool(b)) for v, b in zip(row, marks, strict=True)]
+        for row, marks in zip(values, bold, strict=True)
+    ]
     return header, rows, keys
 
 

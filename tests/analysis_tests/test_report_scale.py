@@ -319,3 +319,31 @@ def test_variance_explained_matches_a_groupby_per_method(rng):
                 _variance_per_method(runs, "mig", "beta", method),
                 check_exact=True,
             )
+
+
+def test_table_cells_read_by_column_are_the_per_cell_reading(rng):
+    from analysis.document import Table, _cells
+
+    frame = pd.DataFrame(
+        {
+            "mean": rng.normal(size=6).round(3),
+            "n": np.arange(6),
+            "label": ["a", None, "c", "d", math.nan, "f"],
+            "when": pd.to_datetime(np.arange(6), unit="s", utc=True),
+        },
+        index=pd.Index(list("uvwxyz"), name="group"),
+    )
+    frame.loc["w", "mean"] = math.nan
+    bold = pd.DataFrame(rng.random((6, 2)) > 0.5, columns=["mean", "n"], index=frame.index)
+    header, rows, keys = _cells(Table(frame, bold=bold))
+    flat = frame.reset_index()
+    assert header == list(flat.columns) and keys == 1
+    for i in range(len(flat)):  # what the old reader did: one .iloc per cell
+        expected = [
+            (
+                "" if pd.isna(flat.iloc[i, j]) else str(flat.iloc[i, j]),
+                j >= 1 and c in bold.columns and bool(bold.iloc[i][c]),
+            )
+            for j, c in enumerate(flat.columns)
+        ]
+        assert rows[i] == expected
