@@ -158,9 +158,6 @@ def transfer_matrix(runs, metrics, settings, seed_column, direction: Direction) 
     grouped = runs.groupby(settings, sort=True, dropna=False)
     setting, keys = grouped.ngroup(), grouped.size().index  # numbered in the groupby's order
     n_settings, seeds = len(keys), runs[seed_column]
-    # as selection_transfer does: a chosen setting of several params, one of them missing (NaN),
-    # is never found among the judged ones (pandas' MultiIndex lookup), so never judged
-    unjudged = np.array([isinstance(k, tuple) and any(pd.isna(p) for p in k) for k in keys], bool)
     same_run = seeds.nunique(dropna=False) < 2  # one seed: judged on the runs it chose by
     wins: dict[tuple[int, int], list[float]] = {}
 
@@ -180,7 +177,7 @@ def transfer_matrix(runs, metrics, settings, seed_column, direction: Direction) 
                 continue
             best = np.nanmax(candidates) if higher[i] else np.nanmin(candidates)
             chances: list[list[float]] = [[] for _ in metrics]
-            for chosen in np.flatnonzero((candidates == best) & ~unjudged):
+            for chosen in np.flatnonzero(candidates == best):
                 for j in np.flatnonzero(present[chosen]):
                     scores, value = judged[present[:, j], j], judged[chosen, j]
                     no_better = scores <= value if higher[j] else scores >= value

@@ -420,16 +420,19 @@ def selection_transfer(
     higher_target = _direction(target.removeprefix("metrics."), direction)
     seeds = runs[seed_column]
     same_run = not other_seeds or seeds.nunique(dropna=False) < 2
+    # settings by number: a setting of several params with one missing (another family's
+    # hyperparameter, NaN) is found again by its number, where a lookup by value fails (NaN != NaN)
+    number = runs.groupby(settings, sort=True, dropna=False).ngroup()
     wins = []
     for seed in seeds.drop_duplicates():
         on_seed = (seeds == seed) | (seeds.isna() & pd.isna(seed))
-        candidates = runs[on_seed].groupby(settings, dropna=False)[select].mean().dropna()
+        candidates = runs[on_seed].groupby(number[on_seed])[select].mean().dropna()
         if candidates.empty:
             continue
         best = candidates.max() if higher_select else candidates.min()
         chosen = candidates.index[candidates == best]
         judged = on_seed if same_run else ~on_seed
-        scores = runs[judged].groupby(settings, dropna=False)[target].mean().dropna()
+        scores = runs[judged].groupby(number[judged])[target].mean().dropna()
         chances = []
         for setting in chosen:
             if setting not in scores.index:

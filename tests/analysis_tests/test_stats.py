@@ -235,6 +235,18 @@ def test_selection_transfer_known_fractions(transfer_runs):
         selection_transfer(counted, "mig_active_dims", "mig", ["beta"])
 
 
+def test_selection_transfer_judges_settings_with_another_familys_params_missing(transfer_runs):
+    """Two families in one frame: a vae setting has no gamma and a factor_vae one no beta (NaN).
+    Each setting is still found and judged (a lookup by value would miss it: NaN != NaN)."""
+    other = transfer_runs.assign(**{"params.beta": math.nan, "params.gamma": transfer_runs["params.beta"]})
+    other["metrics.mig"] -= 0.05  # each factor_vae setting just below its vae twin: never chosen
+    both = pd.concat([transfer_runs.assign(**{"params.gamma": math.nan}), other], ignore_index=True)
+    # seed 0 picks vae beta 1: on seed 1's dci it beats its factor_vae twin (tie, counts) and
+    # none of the other four: 2/6; seed 1 picks vae beta 4: first with its twin: 6/6
+    got = selection_transfer(both, "mig", "dci_disentanglement", ["beta", "gamma"])
+    assert got == pytest.approx((2 / 6 + 6 / 6) / 2)
+
+
 def test_selection_transfer_is_one_when_metrics_agree(rng):
     rows = [
         {"params.beta": str(b), "params.lr": lr, "params.seed": str(s),
