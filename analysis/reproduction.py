@@ -15,6 +15,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from . import findings, findings_modular, paper_values
+from . import reproduction_locatello as locatello
 from .document import Document
 from .results import ResultsError, load_runs, require_store, shown_uri
 
@@ -63,6 +64,7 @@ DEPARTURES = {
         "Table 2's DCI is read as DCI disentanglement, on a version the paper does not state; we "
         "compare with v2.",
     ],
+    "locatello": locatello.DEPARTURES,
 }
 GROUPS_T5 = ("multi_head", "one_head", "single_task_mean", "single_task_max", "single_task_min",
              "random")  # fmt: skip
@@ -71,6 +73,7 @@ GROUPS_T5 = ("multi_head", "one_head", "single_task_mean", "single_task_max", "s
 VERDICTS = {
     "multitask": findings.multitask_verdicts,
     "modular": findings_modular.modular_verdicts,
+    "locatello": locatello.locatello_verdicts,
 }
 
 
@@ -380,8 +383,11 @@ def write_reproduction(chain, steps, tracking_uri: str, out: str | Path, alpha: 
         raise ResultsError(
             f"no step of the {chain.paper} chain has finished runs in {shown_uri(tracking_uri)}"
         )
+    if chain.paper == "locatello":  # its findings compare datasets: every step's runs at once
+        by_dataset = locatello.pooled(by_dataset)
     title = {"multitask": "the multi-task vs disentanglement paper (seed 000)",
-             "modular": "the modular weak-disentanglement paper (seed 001)"}[chain.paper]  # fmt: skip
+             "modular": "the modular weak-disentanglement paper (seed 001)",
+             "locatello": "Locatello et al. 2019 (seed 002)"}[chain.paper]  # fmt: skip
     doc = Document(f"Reproduction of {title}, {chain.scale} scale")
     doc.paragraph(chain.description)
     client = MlflowClient(tracking_uri)
@@ -403,6 +409,8 @@ def write_reproduction(chain, steps, tracking_uri: str, out: str | Path, alpha: 
     for dataset in sorted(by_dataset):
         if chain.paper == "multitask":
             _multitask_tables(doc, by_dataset[dataset], dataset)
+        elif chain.paper == "locatello":
+            locatello.tables(doc, by_dataset[dataset])
         else:
             _modular_tables(doc, by_dataset[dataset], dataset)
     doc.heading("Where our definitions differ from the paper's")

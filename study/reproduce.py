@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import SpecError
 
 CHAINS = Path(__file__).resolve().parent.parent / "configs" / "reproduce"
-PAPERS = ("multitask", "modular")
+PAPERS = ("multitask", "modular", "locatello")
 SCALES = ("cpu", "paper")
 
 
@@ -38,7 +38,7 @@ class Step(BaseModel):
 class Chain(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    paper: Literal["multitask", "modular"]
+    paper: Literal["multitask", "modular", "locatello"]
     scale: Literal["cpu", "paper"]
     description: str = ""
     steps: list[Step] = Field(min_length=1)
@@ -84,8 +84,14 @@ def load_chain(path: Path) -> tuple[Chain, list[ChainStep]]:
         if spec.name in names:
             raise SpecError(f"{path}: steps.{i}: study {spec.name!r} appears twice")
         names.add(spec.name)
-        steps.append(ChainStep(step.role, spec.dataset.name, spec.name, config))
+        steps.append(ChainStep(step.role, _datasets(spec), spec.name, config))
     return chain, steps
+
+
+def _datasets(spec) -> str:
+    """The step's dataset, or its datasets in axis order where it sweeps ``dataset.name``."""
+    names = [str(v) for a in spec.data_axes if a.name == "dataset.name" for v in a.values]
+    return ", ".join(dict.fromkeys(names)) if names else spec.dataset.name
 
 
 def step_state(tracking_uri: str, study: str) -> str:

@@ -1,9 +1,9 @@
 """The seed papers' published numbers, stored as data so reports can set them beside ours.
 
-One YAML file per paper (``multitask.yaml``, ``modular.yaml``) sits beside this module. Each holds a
-list of tables; a table has an ``id`` (``table5``), a ``caption``, the paper ``section``, the
-``unit`` of its numbers, ``ours`` (which of our logged metrics correspond and what differs),
-``comparable`` (``value``: the numbers may be compared directly; ``rank``: only orderings;
+One YAML file per paper (``multitask.yaml``, ``modular.yaml``, ``locatello.yaml``) sits beside this
+module. Each holds a list of tables; a table has an ``id`` (``table5``), a ``caption``, the paper
+``section``, the ``unit`` of its numbers, ``ours`` (which of our logged metrics correspond and what
+differs), ``comparable`` (``value``: the numbers may be compared directly; ``rank``: only orderings;
 ``none``), an optional ``ambiguity`` (how a scrambled extraction was read), optional
 ``uncertain_metrics`` and its ``rows``. A row names ``dataset``, ``group`` and ``metric`` (and, where
 they apply, ``version``, ``task`` and ``trained_on``) and carries ``mean``/``sd``, ``value`` and/or
@@ -28,7 +28,11 @@ import pandas as pd
 import yaml
 
 HERE = Path(__file__).resolve().parent
-PAPERS = {"multitask": HERE / "multitask.yaml", "modular": HERE / "modular.yaml"}
+PAPERS = {
+    "multitask": HERE / "multitask.yaml",
+    "modular": HERE / "modular.yaml",
+    "locatello": HERE / "locatello.yaml",
+}
 """Known papers and their files."""
 COMPARABLE = ("value", "rank", "none")
 """What a comparison with our numbers may use."""
@@ -162,7 +166,7 @@ def load(paper: str) -> dict:
     """The validated contents of one paper's file.
 
     Args:
-        paper: ``"multitask"`` or ``"modular"``.
+        paper: ``"multitask"``, ``"modular"`` or ``"locatello"``.
 
     Returns:
         A fresh copy of the parsed mapping (callers may modify it).
@@ -186,7 +190,7 @@ def tables(paper: str) -> list[str]:
     """Table ids of a paper, in file order.
 
     Args:
-        paper: ``"multitask"`` or ``"modular"``.
+        paper: ``"multitask"``, ``"modular"`` or ``"locatello"``.
 
     Returns:
         Ids such as ``["table1", "table4", ...]``.
@@ -199,7 +203,7 @@ def meta(paper: str, table_id: str) -> dict:
     """Everything about a table except its rows.
 
     Args:
-        paper: ``"multitask"`` or ``"modular"``.
+        paper: ``"multitask"``, ``"modular"`` or ``"locatello"``.
         table_id: One of ``tables(paper)``.
 
     Returns:
@@ -226,7 +230,7 @@ def table(paper: str, table_id: str) -> pd.DataFrame:
     """One table as a long frame: a row per (dataset, version, group, metric, task, trained_on).
 
     Args:
-        paper: ``"multitask"`` or ``"modular"``.
+        paper: ``"multitask"``, ``"modular"`` or ``"locatello"``.
         table_id: One of ``tables(paper)``.
 
     Returns:

@@ -52,6 +52,7 @@ def _number(frame: pd.DataFrame, **keys) -> float:
 def test_every_listed_table_is_present():
     assert pv.tables("multitask") == MULTITASK_TABLES
     assert pv.tables("modular") == MODULAR_TABLES
+    assert pv.tables("locatello") == ["transfer"]
 
 
 @pytest.mark.parametrize(
@@ -92,8 +93,8 @@ def test_row_counts():
 
 
 def test_unknown_paper_and_table_are_named():
-    with pytest.raises(ValueError, match="known papers.*modular.*multitask"):
-        pv.load("locatello")
+    with pytest.raises(ValueError, match="known papers.*locatello.*modular.*multitask"):
+        pv.load("nope")
     with pytest.raises(ValueError, match="known papers"):
         pv.table("nope", "table1")
     with pytest.raises(ValueError, match="table3"):
@@ -378,6 +379,21 @@ def test_scores_in_unit_interval_where_the_unit_says_so(paper, table_id):
     assert ((numbers >= 0) & (numbers <= 1)).all()
     numbers = pd.concat([t["mean"], t["value"]]).dropna()
     assert (numbers >= 0).all()  # errors, scores and counts alike
+
+
+def test_locatello_transfer_matches_the_seed_and_the_analysis():
+    """The seed: 81% (same metric and dataset), 59% (across datasets), 55% (across metrics and
+    datasets); locatello_selection.PAPER_TRANSFER, which L9 prints, holds the same numbers."""
+    from analysis.locatello_selection import PAPER_TRANSFER
+
+    t = pv.table("locatello", "transfer")
+    values = dict(zip(t["group"], t["value"], strict=True))
+    assert values == {
+        "same metric and dataset": 0.81, "across datasets, same metric": 0.59,
+        "across metrics and datasets": 0.55,
+    }  # fmt: skip
+    assert {k: v for k, v in PAPER_TRANSFER.items() if not math.isnan(v)} == values
+    assert set(t["dataset"]) == {"all"} and pv.meta("locatello", "transfer")["comparable"] == "rank"
 
 
 # ---- the validator ---------------------------------------------------------------------------
