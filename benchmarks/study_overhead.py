@@ -73,20 +73,16 @@ import json
 import logging
 import math
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
 import ray
-import requests
+from local_servers import mlflow_server  # benchmarks/, beside this file
 from mlflow.tracking import MlflowClient
 from ray import tune
 
@@ -333,56 +329,6 @@ def report_times(uri: str, folder: Path, reports: int) -> tuple[list[float], flo
     sender.flush()
     tracking.end_run(uri, parent_run_id, "FINISHED")
     return times, drained
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def mlflow_server(tmp: Path, timeout_s: float = 180.0) -> Iterator[str]:
-    """A real tracking server on a free local port (its own process group, ended on exit)."""
-    port = _free_port()
-    executable = Path(sys.executable).parent / "mlflow"
-    command = [
-        str(executable) if executable.exists() else "mlflow", "server", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{tmp / 'server.db'}",
-        "--default-artifact-root", (tmp / "server_artifacts").as_uri(),
-    ]  # fmt: skip
-    log_path = tmp / "server.log"
-    with open(log_path, "w") as log_file:
-        server = subprocess.Popen(
-            command, cwd=tmp, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        started, deadline = time.perf_counter(), time.monotonic() + timeout_s
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"mlflow server exited ({server.returncode}): "
-                                   f"{log_path.read_text()[-500:]}")  # fmt: skip
-            try:
-                if requests.get(f"{uri}/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server not answering after {timeout_s:.0f} s")
-            time.sleep(0.5)
-        _log(f"mlflow server answering at {uri} after {time.perf_counter() - started:.1f} s")
-        yield uri
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 # -- 3. driver-side cost per result -------------------------------------------------------------

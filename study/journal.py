@@ -237,7 +237,15 @@ class Sender:
 
     # -- records ------------------------------------------------------------------------------
     def _resolve(self, record: dict[str, Any]) -> None:
-        """Find the trial's run by trial_id (after a retry, a resume or a sync), or create it."""
+        """Find the trial's run by trial_id (after a retry, a resume or a sync), or create it;
+        then log the params it lacks.
+
+        ``run_id`` is set only once they are in: when the params call fails after the run was
+        made (a busy server's timeout, a 5xx), the next flush finds the run again and sends them,
+        instead of sending the rest to a run without params.
+        """
+        from mlflow.entities import Param
+
         self.run_record = record
         found = self.client.search_runs(
             [record["experiment_id"]],
@@ -246,20 +254,18 @@ class Sender:
         )
         if found:
             run = found[0]
-            self.run_id = run.info.run_id
             for key in run.data.metrics:
-                history = self.client.get_metric_history(self.run_id, key)
+                history = self.client.get_metric_history(run.info.run_id, key)
                 self.logged[key] = max((m.step for m in history), default=-1)
-            return
-        run = self.client.create_run(
-            record["experiment_id"], run_name=record["run_name"], tags=record["tags"]
-        )
-        self.run_id = run.info.run_id
-        from mlflow.entities import Param
-
-        params = [Param(k, v[:6000]) for k, v in record["params"].items()]
+        else:
+            run = self.client.create_run(
+                record["experiment_id"], run_name=record["run_name"], tags=record["tags"]
+            )
+        present = run.data.params
+        params = [Param(k, v[:6000]) for k, v in record["params"].items() if k not in present]
         for start in range(0, len(params), 100):  # MLflow's per-call param limit
-            self.client.log_batch(self.run_id, params=params[start : start + 100])
+            self.client.log_batch(run.info.run_id, params=params[start : start + 100])
+        self.run_id = run.info.run_id
 
     def _apply(self, record: dict[str, Any]) -> None:
         from mlflow.entities import Metric, RunTag

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from trainables import get_family
+
+# The benchmarks' shared helpers (local_servers: a real mlflow server, a real PostgreSQL) and the
+# benchmarks some tests run at a small size, imported by name as the benchmark scripts do.
+BENCHMARKS = str(Path(__file__).resolve().parents[2] / "benchmarks")
+if BENCHMARKS not in sys.path:
+    sys.path.append(BENCHMARKS)
 
 TINY_SUBSET = {"orientation": 0, "posX": "0:32:8", "posY": "0:32:8", "scale": [0, 5]}  # 96 images
 

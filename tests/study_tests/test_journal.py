@@ -176,3 +176,29 @@ def test_a_reader_never_sees_a_journal_shorter_than_before(tmp_path):
         assert steps == list(range(len(steps))) and len(steps) >= seen, (seen, len(steps))
         seen, reads = len(steps), reads + 1
     assert writer.returncode == 0 and seen == 400 and reads > 50, (seen, reads)
+
+
+def test_params_refused_after_the_run_was_made_are_sent_at_the_next_flush(tmp_path):
+    """Found by benchmarks/tracking_load.py: a run made, then its params call failed (a busy
+    server's timeout, a 5xx); the next flush found the run and sent the rest, never the params."""
+    from mlflow.exceptions import MlflowException
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    journal, experiment_id = _trial(uri, tmp_path / "trial")
+    journal.append({"op": "metrics", "step": 1, "metrics": {"loss": 1.0}, "time": 0})
+    sender = Sender(uri, journal)
+    log_batch, refused = sender.client.log_batch, []
+
+    def refuse_params_once(run_id, metrics=(), params=(), tags=(), **kwargs):
+        if params and not refused:
+            refused.append(run_id)
+            raise MlflowException("server busy")
+        return log_batch(run_id, metrics=metrics, params=params, tags=tags, **kwargs)
+
+    sender.client.log_batch = refuse_params_once
+    assert not sender.flush() and journal.sent == 0  # the run is made, its params are not
+    assert sender.flush() and journal.sent == 2
+    (run,) = MlflowClient(uri).search_runs([experiment_id], "tags.trial_id = 't0'")
+    assert refused == [run.info.run_id]
+    assert run.data.params == {"lr": "0.1", "dataset.name": "dsprites"}
+    assert run.data.metrics == {"loss": 1.0}

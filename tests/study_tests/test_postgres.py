@@ -9,11 +9,9 @@ import json
 import multiprocessing
 import os
 import pwd
-import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +22,7 @@ import psycopg
 import pytest
 import requests
 import yaml
+from local_servers import PG_BIN, PG_USER, Postgres, free_port  # benchmarks/ (conftest.py)
 from mlflow.tracking import MlflowClient
 
 from study import tracking
@@ -32,6 +31,7 @@ ROOT = Path(__file__).parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 CLUSTER = ROOT / "cluster.yaml"
 EPOCHS = 4
+USER = PG_USER
 SETTINGS = [
     "dataset.subset={scale: [0, 5], orientation: 0, posX: '0:32:4', posY: '0:32:4'}",
     f"fixed.epochs={EPOCHS}",
@@ -41,107 +41,6 @@ SETTINGS = [
     "fixed.pictures=false",
     "sweep={variant: [multi_head, random], seed: [0]}",
 ]
-
-
-def _postgres_bin() -> Path:
-    """``$DS_POSTGRES_BIN``, else PostgreSQL 15's, else the newest installed (Debian's layout)."""
-    if os.environ.get("DS_POSTGRES_BIN"):
-        return Path(os.environ["DS_POSTGRES_BIN"])
-    installed = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                       key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)  # fmt: skip
-    preferred = Path("/usr/lib/postgresql/15/bin")
-    if (preferred / "initdb").is_file() or not installed:
-        return preferred
-    return installed[-1].parent
-
-
-PG_BIN = _postgres_bin()
-USER = "study"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class _Postgres:
-    """A throw-away PostgreSQL server on 127.0.0.1 (and a socket in its own folder), password
-    authentication over TCP; as root its files belong to the ``postgres`` user (initdb refuses
-    root)."""
-
-    def __init__(self) -> None:
-        self.port, self.password = _free_port(), secrets.token_hex(16)
-        # Under /tmp itself: pytest's tmp_path is private to root, and postgres must enter it.
-        self.root = Path(tempfile.mkdtemp(prefix="ds-pg-"))
-        self.data = self.root / "data"
-        self.as_owner: list[str] = []
-        try:
-            self._start()
-        except BaseException:  # a server half started is stopped, its folder removed
-            self.stop()
-            raise
-
-    def _start(self) -> None:
-        if os.geteuid() == 0:
-            try:
-                owner = pwd.getpwnam("postgres")
-            except KeyError:
-                pytest.fail(
-                    "running as root, PostgreSQL needs the `postgres` user (apt creates it)"
-                )
-            os.chown(self.root, owner.pw_uid, owner.pw_gid)
-            self.as_owner = ["runuser", "-u", "postgres", "--"]
-        pwfile = self.root / "password"
-        pwfile.write_text(self.password + "\n")
-        pwfile.chmod(0o600)
-        if self.as_owner:
-            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
-        self._run("initdb", "-D", self.data, "-U", USER, f"--pwfile={pwfile}", "--no-sync",
-                  "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale")  # fmt: skip
-        pwfile.unlink()
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off")  # fmt: skip
-        self._run("pg_ctl", "-D", self.data, "-l", self.root / "server.log", "-w", "-t", "60",
-                  "-o", options, "start")  # fmt: skip
-
-    def _run(self, tool: str, *args: object) -> None:
-        command = [*self.as_owner, str(PG_BIN / tool), *map(str, args)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            log = self.root / "server.log"
-            tail = log.read_text()[-2000:] if log.exists() else ""
-            raise RuntimeError(f"{tool} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}{tail}")
-
-    def stop(self) -> None:
-        try:
-            if (self.data / "postmaster.pid").exists():
-                self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def connect(self, database: str = "postgres"):
-        return psycopg.connect(host="127.0.0.1", port=self.port, user=USER,
-                               password=self.password, dbname=database, autocommit=True)  # fmt: skip
-
-    def create_database(self, name: str) -> str:
-        """A new empty database; returns its URI (password included, as a user may give it)."""
-        connection = self.connect()  # autocommit: CREATE DATABASE runs outside a transaction
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            connection.close()
-        return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/{name}"
-
-    def query(self, database: str, sql: str, *args: object) -> list[tuple]:
-        connection = self.connect(database)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, args)
-                return cursor.fetchall()
-        finally:
-            connection.close()
 
 
 def _require_postgres() -> None:
@@ -158,7 +57,7 @@ def _require_postgres() -> None:
 @pytest.fixture(scope="module")
 def postgres():
     _require_postgres()
-    server = _Postgres()
+    server = Postgres()
     try:
         yield server
     finally:
@@ -173,7 +72,7 @@ def _study(cwd: Path, *args: str, check: bool = True, env: dict | None = None):
     return result
 
 
-def _runs(pg: _Postgres, database: str, study: str, role: str) -> list[tuple[str, str]]:
+def _runs(pg: Postgres, database: str, study: str, role: str) -> list[tuple[str, str]]:
     """(run id, status) of the study's runs of a role, straight from MLflow's tables."""
     return pg.query(
         database,
@@ -184,7 +83,7 @@ def _runs(pg: _Postgres, database: str, study: str, role: str) -> list[tuple[str
     )  # fmt: skip
 
 
-def _assert_tracked_once(pg: _Postgres, database: str, study: str, epochs: int | None) -> None:
+def _assert_tracked_once(pg: Postgres, database: str, study: str, epochs: int | None) -> None:
     """One FINISHED launch, two FINISHED trial runs (one per trial id), final metrics present and
     every epoch's loss logged exactly once."""
     assert [s for _, s in _runs(pg, database, study, "launch")] == ["FINISHED"]
@@ -202,7 +101,7 @@ def _assert_tracked_once(pg: _Postgres, database: str, study: str, epochs: int |
             assert [s for (s,) in steps] == list(range(1, epochs + 1))
 
 
-def _losses_logged(pg: _Postgres, database: str) -> int:
+def _losses_logged(pg: Postgres, database: str) -> int:
     try:
         return pg.query(database, "SELECT count(*) FROM metrics WHERE key = 'train/loss'")[0][0]
     except psycopg.errors.UndefinedTable:  # the launch has not created MLflow's tables yet
@@ -234,7 +133,7 @@ def test_concurrent_first_launches_into_an_empty_database_all_succeed(postgres, 
 
 
 def test_unreachable_database_is_one_line_without_the_password(postgres, tmp_path):
-    uri = f"postgresql://{USER}:{postgres.password}@127.0.0.1:{_free_port()}/nothing"
+    uri = f"postgresql://{USER}:{postgres.password}@127.0.0.1:{free_port()}/nothing"
     with pytest.raises(tracking.TrackingUnreachable) as error:
         tracking.check_reachable(uri)
     assert "\n" not in str(error.value) and postgres.password not in str(error.value)
@@ -307,7 +206,7 @@ def _interrupt_resume_report(postgres, name: str, uri: str, tmp_path: Path, env:
 def test_a_study_through_an_mlflow_server_on_postgres(postgres, tmp_path, external_study):
     name = "pg_server"
     backend = postgres.create_database(name)
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
@@ -349,8 +248,8 @@ def test_the_cluster_heads_postgresql_commands_work(monkeypatch):
     commands = config["head_setup_commands"] + config["head_start_ray_commands"]
     lines = [c for c in commands if "postgres" in c or "pgpass" in c]
     server = next(c for c in commands if "mlflow server" in c)
-    port = str(_free_port())
-    home = Path(tempfile.mkdtemp(prefix="ds-head-"))  # under /tmp itself, as in _Postgres
+    port = str(free_port())
+    home = Path(tempfile.mkdtemp(prefix="ds-head-"))  # under /tmp itself, as in Postgres
     as_user = []
     if os.geteuid() == 0:
         owner = pwd.getpwnam("postgres")
