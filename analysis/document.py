@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ h3 { font-size: 1.05em; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .85em; }
 th, td { border: 1px solid #ddd; padding: .3em .6em; text-align: right; white-space: nowrap; }
 th { background: #f5f5f5; } td.key, th.key { text-align: left; }
+td.text, th.text { text-align: left; white-space: normal; min-width: 14em; }
+td.word, th.word { text-align: left; }
 caption { caption-side: top; text-align: left; color: #555; padding-bottom: .3em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: .9em; }
@@ -145,19 +148,38 @@ def _cells(table: Table) -> tuple[list[str], list[list[tuple[str, bool]]], int]:
     return header, rows, keys
 
 
+def _prose(cells: list[str]) -> bool:
+    """A column of sentences (a claim, the numbers behind a verdict), not of numbers: read from
+    the left and wrapped, or a wide table pushes its last columns out of sight."""
+    return any(len(text) > 40 and text.count(" ") > 4 for text in cells)
+
+
+def _kind(cells: list[str]) -> str:
+    """How a value column reads: "text" (sentences), "word" (labels, left-aligned) or "" (numbers,
+    right-aligned so their digits line up)."""
+    if _prose(cells):
+        return "text"
+    filled = [text for text in cells if text]
+    return "word" if filled and not any(_NUMERIC.match(text) for text in filled) else ""
+
+
+_NUMERIC = re.compile(r"^[-+\u2212]?(\d|\.\d|inf|nan)", re.IGNORECASE)
+
+
 def _html_table(table: Table) -> str:
     header, rows, keys = _cells(table)
-    head = "".join(
-        f'<th class="key">{html.escape(h)}</th>' if j < keys else f"<th>{html.escape(h)}</th>"
-        for j, h in enumerate(header)
-    )
+    kinds = [
+        "key" if j < keys else _kind([row[j][0] for row in rows]) for j in range(len(header))
+    ]
+    tag = lambda name, kind: f'<{name} class="{kind}">' if kind else f"<{name}>"  # noqa: E731
+    head = "".join(f"{tag('th', kinds[j])}{html.escape(h)}</th>" for j, h in enumerate(header))
     body = []
     for row in rows:
         cells = []
         for j, (text, bold) in enumerate(row):
             text = html.escape(text)
             text = f"<b>{text}</b>" if bold else text
-            cells.append(f'<td class="key">{text}</td>' if j < keys else f"<td>{text}</td>")
+            cells.append(f"{tag('td', kinds[j])}{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     caption = f"<caption>{html.escape(table.caption)}</caption>" if table.caption else ""
     return (

@@ -28,10 +28,11 @@ What differs from ``ray up`` (printed as the run starts): no ``ray stop`` (it st
 process on the machine, matched by name across namespaces: other people's too); no
 ``--autoscaling-config`` (no autoscaler: the script starts the workers as the updater would); the
 artifact bucket is ``shared/mlflow-artifacts``; ``setup_commands`` are not run (this machine's
-.venv stands in for the image and its pip installs); and Ray token authentication is turned on
-(``RAY_AUTH_MODE=token``, one token in every node's ``~/.ray/auth_token`` and given to the laptop's
-``ray`` commands), which cluster.yaml does NOT configure: ``--auth none`` rehearses it as
-written (Ray 2.60's ``ray start --head`` then runs without authentication).
+.venv stands in for the image and its pip installs: the node shells' ``RAY_AUTH_MODE=token``, which
+setup_commands export, is set in each node's environment instead); the token every node gets in
+``~/.ray/auth_token`` is made here, as cluster.yaml's file_mounts would copy the laptop's, and the
+laptop's ``ray`` commands get it too. ``--auth none`` takes ``RAY_AUTH_MODE=token`` out of
+cluster.yaml's start commands: a cluster without authentication (Ray 2.60's default).
 
 Then, from the laptop: ``ray job submit --working-dir . -- study run ... --address auto`` (a
 4-trial CPU study, 2 CPUs a trial, so each worker runs one at a time and the head none); once a
@@ -386,7 +387,7 @@ class Rehearsal:
             "LANG": "C.UTF-8",
             "USER": "root",
         }
-        if self.args.auth == "token":  # --auth none: nothing, as cluster.yaml sets nothing
+        if self.args.auth == "token":  # what setup_commands export in every node's ~/.bashrc
             env["RAY_AUTH_MODE"] = "token"
         env.update(extra)
         return env
@@ -417,10 +418,16 @@ class Rehearsal:
     # -- the head ------------------------------------------------------------------------------
     def head_lines(self) -> list[str]:
         lines = self.config["head_setup_commands"] + self.config["head_start_ray_commands"]
-        return _substitute(lines, [
+        return self._auth(_substitute(lines, [
             (r"\s*--autoscaling-config=\S+", ""),
             (r"s3://YOUR-BUCKET/mlflow-artifacts", str(self.artifacts)),
-        ])  # fmt: skip
+        ]))  # fmt: skip
+
+    def _auth(self, lines: list[str]) -> list[str]:
+        """cluster.yaml's lines, or with ``--auth none`` its start commands without token auth."""
+        if self.args.auth == "token":
+            return lines
+        return _substitute(lines, [(r"RAY_AUTH_MODE=token\s+", "")])
 
     def start_head(self) -> None:
         head_type = self.config["available_node_types"][self.config["head_node_type"]]
@@ -456,7 +463,8 @@ class Rehearsal:
 
     # -- workers -------------------------------------------------------------------------------
     def worker_lines(self) -> list[str]:
-        return [line for line in self.config["worker_start_ray_commands"] if not _is_ray_stop(line)]
+        lines = self.config["worker_start_ray_commands"]
+        return self._auth([line for line in lines if not _is_ray_stop(line)])
 
     def start_worker(self, role: str) -> None:
         worker_type = next(name for name in self.config["available_node_types"]
@@ -727,7 +735,7 @@ class Rehearsal:
                        f"HTTP {unauthenticated.status_code}")  # fmt: skip
         else:
             say(f"  note: without a token the dashboard answers HTTP {unauthenticated.status_code} "
-                "(--auth none: cluster.yaml as written has no Ray authentication)")  # fmt: skip
+                "(--auth none: the cluster without Ray authentication)")  # fmt: skip
         with socket.socket() as probe:
             probe.settimeout(3)
             closed = probe.connect_ex((self.head_ip, DASHBOARD_PORT)) != 0
@@ -768,8 +776,8 @@ class Rehearsal:
             "  not as `ray up`: no `ray stop`, no --autoscaling-config, no setup_commands (this .venv "
             "is the image), artifacts to shared/mlflow-artifacts instead of S3"
             + (
-                ", RAY_AUTH_MODE=token added (cluster.yaml sets none)"
-                if self.args.auth == "token"
+                ", RAY_AUTH_MODE=token taken out of its start commands (--auth none)"
+                if self.args.auth == "none"
                 else ""
             )
         )
@@ -923,8 +931,8 @@ def preflight() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--auth", choices=["token", "none"], default="token",
-                        help="token: Ray token authentication on every node and the laptop "
-                             "(default); none: cluster.yaml as written (no RAY_AUTH_MODE)")  # fmt: skip
+                        help="token: cluster.yaml as written, Ray token authentication on every "
+                             "node and the laptop (default); none: RAY_AUTH_MODE taken out")  # fmt: skip
     parser.add_argument("--workdir", help="work folder (default /var/tmp/dsr<pid>; not under /tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, storage)")
     parser.add_argument("--job-timeout", type=float, default=600, help="seconds for the study job")

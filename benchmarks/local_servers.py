@@ -159,7 +159,9 @@ class Postgres:
         self._run("initdb", "-D", self.data, "-U", PG_USER, f"--pwfile={pwfile}", "--no-sync",
                   "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale")  # fmt: skip
         pwfile.unlink()
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root}"
+        # max_connections as cluster.yaml sets it: 4 MLflow server workers x (a pool of 20 + 10
+        # overflow) fit with room for psql and the trials' direct connections.
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c max_connections=200"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", self.data, "-l", self.root / "server.log", "-w", "-t", "60",

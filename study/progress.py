@@ -13,7 +13,7 @@ from typing import Any
 
 from ray import tune
 
-from .status import StudyStatus, study_status
+from .status import Seen, StudyStatus, study_status
 from .storage import StoragePath
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,12 @@ class Progress(tune.Callback):
         self._changed_at: float | None = None
         self._said_at, self._gap_s = 0.0, 0.0
         self._last = ""
+        self._seen: Seen = {}  # journals read, kept: each line reads only the ones that changed
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks into tuner.pkl; a console (its lock) cannot be, and is not
         # needed there: a resume never reads that file (study.resume).
-        return {**self.__dict__, "say": print}
+        return {**self.__dict__, "say": print, "_seen": {}}
 
     def _note(self, *args: Any, **info: Any) -> None:
         if self._changed_at is None:
@@ -90,7 +91,7 @@ class Progress(tune.Callback):
     def _tell(self) -> None:
         self._changed_at, self._said_at = None, time.monotonic()
         try:
-            state = study_status(self.storage, self.study)
+            state = study_status(self.storage, self.study, seen=self._seen)
         except Exception as err:  # a journal mid-write on a slow store: the next change says it
             log.debug("progress: %s", err)
             return

@@ -19,7 +19,7 @@ from trainables.metrics import selection
 
 from . import causes
 from .errors import SpecError
-from .journal import Journal, read_trial, trial_folders
+from .journal import JOURNAL, Journal, read_trial, trial_folders
 from .params import parse_param, short_value, unflatten, upstream_label
 from .records import LAUNCH_STAMP, latest_experiment, read_launch
 from .storage import StoragePath, storage_path
@@ -110,17 +110,38 @@ def _trial_state(journal: Journal, metric: str, axes: list[str], launch: str) ->
     )
 
 
-def _launch_trials(experiment: StoragePath, metric: str, axes: list[str]) -> list[TrialState]:
+Seen = dict[tuple[str, str], tuple[tuple[int, int], TrialState]]
+"""Trial states already read, by (trial folder, metric), with their journal's (size, mtime)."""
+
+
+def _launch_trials(
+    experiment: StoragePath, metric: str, axes: list[str], seen: Seen | None = None
+) -> list[TrialState]:
+    """Each trial's state from its journal; with ``seen``, only journals that changed since it
+    was filled are read again (a running study's progress line: most trials ended long ago)."""
     fs = experiment.fs
-    return [
-        _trial_state(Journal(fs, folder), metric, axes, experiment.name)
-        for folder in trial_folders(fs, experiment.path)
-    ]
+    folders = trial_folders(fs, experiment.path)
+    if seen is None:
+        return [_trial_state(Journal(fs, f), metric, axes, experiment.name) for f in folders]
+    trials = []
+    for folder, info in zip(folders, fs.get_file_info([f"{f}/{JOURNAL}" for f in folders]),
+                            strict=True):  # fmt: skip
+        stamp = (info.size, info.mtime_ns)  # read before the journal: a later change misses
+        known = seen.get((folder, metric))
+        if known is None or known[0] != stamp:
+            state = _trial_state(Journal(fs, folder), metric, axes, experiment.name)
+            known = seen[(folder, metric)] = (stamp, state)
+        trials.append(known[1])
+    return trials
 
 
 def study_status(
-    storage: str | Path | StoragePath, study: str, metric: str | None = None
+    storage: str | Path | StoragePath,
+    study: str,
+    metric: str | None = None,
+    seen: Seen | None = None,
 ) -> StudyStatus:
+    """``seen``: a cache kept between calls by one caller (``study.progress``), or None."""
     storage = storage_path(storage)
     experiment = latest_experiment(storage, study)
     if experiment is None:
@@ -134,7 +155,7 @@ def study_status(
         )
     metric = metric or plan["metric"]
     axes = list(plan["axes"])
-    trials = _launch_trials(experiment, metric, axes)
+    trials = _launch_trials(experiment, metric, axes, seen)
     counts = {"FINISHED": 0, "RUNNING": 0, "FAILED": 0, "STOPPED": 0, "KILLED": 0}
     counts.update(Counter(t.status for t in trials))
     counts["PENDING"] = max(plan["n_trials"] - len(trials), 0)
@@ -164,7 +185,7 @@ def study_status(
     best = best_of(trials)
     # An extension is one study with the launches it extends: their trials count for the best.
     extends = list(record.get("extends", []))
-    earlier = [t for name in extends for t in _launch_trials(storage / name, metric, axes)]
+    earlier = [t for name in extends for t in _launch_trials(storage / name, metric, axes, seen)]
     extended_counts = dict(Counter(t.status for t in earlier))
     started = time.mktime(time.strptime(experiment.name.rsplit("_", 1)[-1], LAUNCH_STAMP))
     ended = record.get("ended_at")

@@ -171,12 +171,32 @@ def test_nodes_get_the_heads_private_tracking_uri(tmp_path):
                         (tmp_path / ".bashrc").read_text())  # fmt: skip
 
 
+def _ray_starts(key: str) -> list[list[str]]:
+    """The ``ray start`` commands of ``key``, as words (an environment prefix included)."""
+    return [shlex.split(c) for c in _raw()[key] if "ray start" in c]
+
+
 def test_head_starts_ray_with_the_dashboard_on_localhost():
-    starts = [
-        shlex.split(c) for c in _raw()["head_start_ray_commands"] if c.startswith("ray start")
-    ]
+    starts = _ray_starts("head_start_ray_commands")
     assert len(starts) == 1
     assert "--head" in starts[0] and "--dashboard-host=127.0.0.1" in starts[0]
+
+
+def test_every_ray_node_and_client_uses_token_authentication(tmp_path):
+    """Without RAY_AUTH_MODE=token, Ray 2.60 starts a cluster anyone in the VPC can run code on.
+    Every ``ray start`` sets it, every node's shell exports it (a job's driver, ``ray status``),
+    and the token comes from the laptop's ``~/.ray/auth_token``, never from this repository."""
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        starts = _ray_starts(key)
+        assert starts and all(words[:3] == ["RAY_AUTH_MODE=token", "ray", "start"]
+                              for words in starts), (key, starts)  # fmt: skip
+    mounts = _raw()["file_mounts"]
+    assert mounts["/home/ray/.ray/auth_token"] == "~/.ray/auth_token"
+    line = next(c for c in _raw()["setup_commands"] if "RAY_AUTH_MODE" in c)
+    for _ in range(2):  # safe to run again (`ray up` reruns setup): one line, not two
+        done = _bash(line, tmp_path)
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / ".bashrc").read_text() == "export RAY_AUTH_MODE=token\n"
 
 
 def test_mlflow_listens_on_the_private_address_with_no_wildcard_host():

@@ -66,6 +66,35 @@ def test_counts_best_and_time_left(tmp_path):
     assert state.remaining_s == pytest.approx(state.elapsed_s * 5 / 3)
 
 
+def test_a_kept_cache_rereads_only_the_journals_that_changed(tmp_path, monkeypatch):
+    """The progress line's reading: the same answer as a fresh read, each time, while only the
+    trials whose journal changed are read again (a study of thousands re-read them all at every
+    line: the driver's CPU per trial grew with the study)."""
+    import study.status as status_module
+
+    folder = _launch(tmp_path, None)
+    reads: list[str] = []
+    real = status_module._trial_state
+    monkeypatch.setattr(status_module, "_trial_state",
+                        lambda journal, *a: reads.append(journal.directory) or real(journal, *a))  # fmt: skip
+    seen: status_module.Seen = {}
+    first = study_status(tmp_path, "quickstart", seen=seen)
+    assert len(reads) == 4 and first.counts["RUNNING"] == 1
+    reads.clear()
+    again = study_status(tmp_path, "quickstart", seen=seen)
+    assert reads == [] and again.trials == first.trials
+    # The running trial reports and ends (its journal grows): it alone is read again, and the
+    # answer is a fresh read's.
+    journal = Journal(pafs.LocalFileSystem(), str(folder / "d"))
+    journal.append({"op": "metrics", "step": 5, "metrics": {"mig": 0.9}, "time": 0})
+    journal.append({"op": "end", "status": "FINISHED", "reason": ""})
+    after = study_status(tmp_path, "quickstart", seen=seen)
+    assert reads == [str(folder / "d")]
+    fresh = study_status(tmp_path, "quickstart")
+    assert after.trials == fresh.trials and after.counts == fresh.counts
+    assert after.best.name == "d" and after.counts["RUNNING"] == 0
+
+
 def test_a_family_output_ranks_by_the_direction_the_plan_carries(tmp_path):
     from trainables import get_family
 
