@@ -9,7 +9,9 @@ own: every time the driver prints a progress line (``[ended/N] ...``) the driver
 the Ray head processes it started (GCS, raylet, dashboard agents: the driver's side of a local Ray).
 
 Printed per study size (``--sizes``, default 200 and 2,000 trials):
-- driver CPU per trial (the driver's CPU seconds over the trials): goal under 50 ms;
+- driver CPU per trial: the driver's CPU seconds from its first progress line with a trial ended
+  to the end, over the trials ended meanwhile (goal under 50 ms); the start before it (imports,
+  Ray, data, the parent run: about 8 s whatever the size) is printed apart, and the whole per trial;
 - flat: the driver's CPU per trial ended in the last quarter of the study over that in the second
   quarter (the first pays the start: Ray, data, the first trial processes): goal under 1.5;
 - the wall-clock overhead per trial, (wall - sum of trial compute / P) / trials, with trial compute
@@ -212,14 +214,23 @@ def main() -> None:
     verdicts = []
     for r in results:
         r["driver_ms"] = 1e3 * r["cpu"] / r["n"]
+        # The start (imports, Ray, data, the parent run: about 8 s of CPU whatever the size) is
+        # a launch's fixed cost; per trial is what the driver spends from its first progress line
+        # with a trial ended to its last.
+        first = next((x for x in r["samples"] if x[1] > 0), None)
+        r["start_s"] = first[2] if first else float("nan")
+        r["per_trial_ms"] = (
+            1e3 * (r["cpu"] - first[2]) / (r["n"] - first[1])
+            if first and r["n"] > first[1] else float("nan")
+        )  # fmt: skip
         r["ideal"] = sum(r["computes"]) / r["parallelism"]
         quarters = (
             _quarter_rates(r["samples"], r["n"]) if len(r["samples"]) > 4 else [float("nan")] * 4
         )
         r["quarters"], r["flat"] = quarters, quarters[3] / quarters[1]
         r["ray_ms"] = 1e3 * r["samples"][-1][4] / r["n"] if r["samples"] else float("nan")
-        verdicts.append((f"{r['n']} trials: driver CPU {r['driver_ms']:.1f} ms per trial",
-                         r["driver_ms"] < DRIVER_GOAL_MS))  # fmt: skip
+        verdicts.append((f"{r['n']} trials: driver CPU {r['per_trial_ms']:.1f} ms per trial",
+                         r["per_trial_ms"] < DRIVER_GOAL_MS))  # fmt: skip
         if r["n"] >= 400:  # quarters of a few dozen trials are noise
             verdicts.append((f"{r['n']} trials: last / second quarter {r['flat']:.2f}",
                              r["flat"] < FLAT_GOAL))  # fmt: skip
@@ -229,8 +240,12 @@ def main() -> None:
         ("trial compute, median", [f"{statistics.median(r['computes']):.2f} s" for r in results], ""),
         ("wall overhead per trial", [f"{1e3 * (r['wall'] - r['ideal']) / r['n']:.0f} ms"
                                      for r in results], ""),
-        ("driver CPU per trial", [f"{r['driver_ms']:.1f} ms" for r in results],
+        ("driver CPU at the start (to the first trial's end)",
+         [f"{r['start_s']:.1f} s" for r in results], ""),
+        ("driver CPU per trial, after the start", [f"{r['per_trial_ms']:.1f} ms" for r in results],
          f"< {DRIVER_GOAL_MS:g} ms"),
+        ("driver CPU per trial, the start included", [f"{r['driver_ms']:.1f} ms" for r in results],
+         ""),
         *[(f"  in quarter {q + 1} of the trials", [f"{r['quarters'][q]:.1f} ms" for r in results], "")
           for q in range(4)],
         ("  last quarter / second quarter", [f"{r['flat']:.2f}" for r in results], f"< {FLAT_GOAL:g}"),
