@@ -400,7 +400,16 @@ class Rehearsal:
         as_user = ["runuser", "-u", user, "--"] if user else []
         inner = [*as_user, "env", "-i", *[f"{k}={v}" for k, v in env.items()], "bash", "-c", line]
         # `ip netns exec` gives each command a mount namespace of its own: /tmp is bound there.
-        wrapper = f'mount --bind {shlex.quote(str(node["tmp"]))} /tmp && cd / && exec "$@"'
+        node_tmp = shlex.quote(str(node["tmp"]))
+        # A checkout (and its .venv) under /tmp, as a CI clone may be, would vanish under the
+        # node's /tmp: bound into it first, and carried over by the recursive bind.
+        keep = ""
+        venv = VENV_BIN.parent
+        for path in [ROOT] + ([] if venv.is_relative_to(ROOT) else [venv]):
+            if path.is_relative_to("/tmp"):
+                target = shlex.quote(str(node["tmp"] / path.relative_to("/tmp")))
+                keep += f"mkdir -p {target} && mount --bind {shlex.quote(str(path))} {target} && "
+        wrapper = f'{keep}mount --rbind {node_tmp} /tmp && cd / && exec "$@"'
         argv = ["ip", "netns", "exec", node["ns"], "bash", "-c", wrapper, "node", *inner]
         log_path = self.logs / f"{role}.log"
         with open(log_path, "a") as log:
